@@ -1,0 +1,17 @@
+//! Shared pieces of NetMoE that the coordinator, the edge nodes and the tests all need.
+//!
+//! - [`channel`]: seeded wireless-channel (SNR) models that edge nodes sample per request.
+//! - [`gguf`]: header validation of GGUF model files, so a bad file fails with a clear
+//!   error instead of crashing llama.cpp.
+//! - [`fetch`]: the model cache, fetching the default model and resolving `--model` arguments.
+
+pub mod channel;
+pub mod fetch;
+pub mod gguf;
+
+pub use channel::{ChannelError, SnrDraw, SnrModel, SnrSampler, db_to_linear, linear_to_db};
+pub use fetch::{
+    DEFAULT_MODEL_FILE, DEFAULT_MODEL_SHA256, DEFAULT_MODEL_SIZE, Expected, FetchError,
+    FetchOptions, cache_dir, fetch_default_model, resolve_model,
+};
+pub use gguf::{GgufSummary, ModelFileError, inspect_gguf};

@@ -1,0 +1,340 @@
+//! Node configuration: a TOML file, environment variables and flags,
+//! resolved once (flag or env > file > default) into [`NodeConfig`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use netmoe_common::channel::SnrModel;
+use serde::Deserialize;
+
+use crate::engine::{
+    DEFAULT_BATCH_TOKENS, DEFAULT_CTX_PER_SLOT, DEFAULT_QUEUE_DEPTH, DEFAULT_SLOTS,
+};
+use crate::service::{
+    DEFAULT_MAX_CONTEXT_BYTES, DEFAULT_MAX_SEGMENT_BYTES, DEFAULT_MAX_TOKENS_LIMIT, Limits,
+};
+
+/// Default gRPC listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default model: the bundled Gemma 3 270M, fetched into the cache.
+pub const DEFAULT_MODEL: &str = "default";
+/// Default simulated channel.
+pub const DEFAULT_SNR: &str = "rayleigh:15";
+/// Default seed of the channel draws.
+pub const DEFAULT_SEED: u64 = 42;
+/// Default heartbeat period.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 1000;
+/// Default time in-flight streams get to finish on shutdown.
+pub const DEFAULT_GRACE_MS: u64 = 10_000;
+/// Tokens generated at start-up to measure speed (0 skips it).
+pub const DEFAULT_WARMUP_TOKENS: u32 = 16;
+
+/// Flags of `edge-node serve`; each also reads a `NETMOE_*` variable.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (snake_case keys).
+    #[arg(long, env = "NETMOE_NODE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to serve gRPC on; port 0 picks a free one.
+    #[arg(long, env = "NETMOE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Id to register under [default: <profile>-<port>].
+    #[arg(long, env = "NETMOE_NODE_ID")]
+    pub node_id: Option<String>,
+    /// GGUF model: a path, an http(s) URL, or "default" (Gemma 3 270M,
+    /// fetched and cached) [default: default].
+    #[arg(long, env = "NETMOE_MODEL")]
+    pub model: Option<String>,
+    /// Expert profile TOML [default: a generalist].
+    #[arg(long, env = "NETMOE_PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// llama.cpp threads [default: all logical CPUs].
+    #[arg(long, env = "NETMOE_THREADS")]
+    pub threads: Option<u32>,
+    /// Sequences decoded together in one batch [default: 4].
+    #[arg(long, env = "NETMOE_SLOTS")]
+    pub slots: Option<u32>,
+    /// Requests that may wait for a slot; more get RESOURCE_EXHAUSTED [default: 8].
+    #[arg(long, env = "NETMOE_QUEUE_DEPTH")]
+    pub queue_depth: Option<u32>,
+    /// Context window of each sequence, prompt + output [default: 1024].
+    #[arg(long, env = "NETMOE_CTX_PER_SLOT")]
+    pub ctx_per_slot: Option<u32>,
+    /// Tokens per llama.cpp decode call [default: 512].
+    #[arg(long, env = "NETMOE_BATCH_TOKENS")]
+    pub batch_tokens: Option<u32>,
+    /// Most tokens a request may ask for [default: 512].
+    #[arg(long, env = "NETMOE_MAX_TOKENS_LIMIT")]
+    pub max_tokens_limit: Option<u32>,
+    /// Layers to offload to a GPU (CUDA builds) [default: 0].
+    #[arg(long, env = "NETMOE_GPU_LAYERS")]
+    pub gpu_layers: Option<u32>,
+    /// Simulated channel: fixed:DB, uniform:MIN:MAX, rayleigh:MEAN_DB or
+    /// trace:FILE [default: rayleigh:15].
+    #[arg(long, env = "NETMOE_SNR")]
+    pub snr: Option<String>,
+    /// Seed of the channel draws [default: 42].
+    #[arg(long, env = "NETMOE_SEED")]
+    pub seed: Option<u64>,
+    /// Coordinator to register with, e.g. http://127.0.0.1:50050.
+    #[arg(long, env = "NETMOE_COORDINATOR")]
+    pub coordinator: Option<String>,
+    /// Endpoint the coordinator should dial [default: http://<listen address>].
+    #[arg(long, env = "NETMOE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Heartbeat period in ms [default: 1000].
+    #[arg(long, env = "NETMOE_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Time in-flight streams get to finish after SIGINT/SIGTERM, in ms [default: 10000].
+    #[arg(long, env = "NETMOE_GRACE_MS")]
+    pub grace_ms: Option<u64>,
+    /// Tokens generated at start-up to measure speed; 0 skips [default: 16].
+    #[arg(long, env = "NETMOE_WARMUP_TOKENS")]
+    pub warmup_tokens: Option<u32>,
+    /// Cache directory for models [default: ~/.cache/netmoe].
+    #[arg(long, env = "NETMOE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The settings file: the same keys as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    node_id: Option<String>,
+    model: Option<String>,
+    profile: Option<PathBuf>,
+    threads: Option<u32>,
+    slots: Option<u32>,
+    queue_depth: Option<u32>,
+    ctx_per_slot: Option<u32>,
+    batch_tokens: Option<u32>,
+    max_tokens_limit: Option<u32>,
+    gpu_layers: Option<u32>,
+    snr: Option<String>,
+    seed: Option<u64>,
+    coordinator: Option<String>,
+    advertise: Option<String>,
+    heartbeat_ms: Option<u64>,
+    grace_ms: Option<u64>,
+    warmup_tokens: Option<u32>,
+    cache_dir: Option<PathBuf>,
+}
+
+/// Resolved node configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Explicit node id, if any.
+    pub node_id: Option<String>,
+    /// Model spec (path, URL or "default").
+    pub model: String,
+    /// Profile file, if any.
+    pub profile: Option<PathBuf>,
+    /// llama.cpp threads.
+    pub threads: u32,
+    /// Batched sequences.
+    pub slots: u32,
+    /// Waiting requests.
+    pub queue_depth: u32,
+    /// Per-sequence context.
+    pub ctx_per_slot: u32,
+    /// Tokens per decode call.
+    pub batch_tokens: u32,
+    /// GPU layers.
+    pub gpu_layers: u32,
+    /// Request limits.
+    pub limits: Limits,
+    /// Channel model.
+    pub snr: SnrModel,
+    /// Channel seed.
+    pub seed: u64,
+    /// Coordinator URL.
+    pub coordinator: Option<String>,
+    /// Advertised endpoint.
+    pub advertise: Option<String>,
+    /// Heartbeat period.
+    pub heartbeat: Duration,
+    /// Shutdown grace period.
+    pub grace: Duration,
+    /// Warm-up length.
+    pub warmup_tokens: u32,
+    /// Model cache.
+    pub cache_dir: PathBuf,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The settings file could not be read or parsed.
+    #[error("config file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {key}: {message}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let err = |message: String| ConfigError::File {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| err(e.message().to_owned()))
+}
+
+fn positive(key: &'static str, v: u32) -> Result<u32, ConfigError> {
+    if v == 0 {
+        return Err(ConfigError::Invalid {
+            key,
+            message: "must be at least 1".into(),
+        });
+    }
+    Ok(v)
+}
+
+impl ServeArgs {
+    /// Resolves flags over the file over the defaults.
+    pub fn resolve(self) -> Result<NodeConfig, ConfigError> {
+        let f = match &self.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let snr_spec = self.snr.or(f.snr).unwrap_or_else(|| DEFAULT_SNR.into());
+        let snr = snr_spec
+            .parse::<SnrModel>()
+            .map_err(|e| ConfigError::Invalid {
+                key: "snr",
+                message: e.to_string(),
+            })?;
+        let threads = self
+            .threads
+            .or(f.threads)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+        let ctx_per_slot = positive(
+            "ctx_per_slot",
+            self.ctx_per_slot
+                .or(f.ctx_per_slot)
+                .unwrap_or(DEFAULT_CTX_PER_SLOT),
+        )?;
+        let max_tokens = positive(
+            "max_tokens_limit",
+            self.max_tokens_limit
+                .or(f.max_tokens_limit)
+                .unwrap_or(DEFAULT_MAX_TOKENS_LIMIT),
+        )?;
+        if max_tokens >= ctx_per_slot {
+            return Err(ConfigError::Invalid {
+                key: "max_tokens_limit",
+                message: format!(
+                    "{max_tokens} leaves no room for a prompt in ctx_per_slot {ctx_per_slot}"
+                ),
+            });
+        }
+        Ok(NodeConfig {
+            listen: self
+                .listen
+                .or(f.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            node_id: self.node_id.or(f.node_id),
+            model: self
+                .model
+                .or(f.model)
+                .unwrap_or_else(|| DEFAULT_MODEL.into()),
+            profile: self.profile.or(f.profile),
+            threads: positive("threads", threads)?,
+            slots: positive("slots", self.slots.or(f.slots).unwrap_or(DEFAULT_SLOTS))?,
+            queue_depth: self
+                .queue_depth
+                .or(f.queue_depth)
+                .unwrap_or(DEFAULT_QUEUE_DEPTH),
+            ctx_per_slot,
+            batch_tokens: positive(
+                "batch_tokens",
+                self.batch_tokens
+                    .or(f.batch_tokens)
+                    .unwrap_or(DEFAULT_BATCH_TOKENS),
+            )?,
+            gpu_layers: self.gpu_layers.or(f.gpu_layers).unwrap_or(0),
+            limits: Limits {
+                max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
+                max_context_bytes: DEFAULT_MAX_CONTEXT_BYTES,
+                max_tokens,
+            },
+            snr,
+            seed: self.seed.or(f.seed).unwrap_or(DEFAULT_SEED),
+            coordinator: self.coordinator.or(f.coordinator),
+            advertise: self.advertise.or(f.advertise),
+            heartbeat: Duration::from_millis(positive_ms(
+                self.heartbeat_ms
+                    .or(f.heartbeat_ms)
+                    .unwrap_or(DEFAULT_HEARTBEAT_MS),
+            )),
+            grace: Duration::from_millis(self.grace_ms.or(f.grace_ms).unwrap_or(DEFAULT_GRACE_MS)),
+            warmup_tokens: self
+                .warmup_tokens
+                .or(f.warmup_tokens)
+                .unwrap_or(DEFAULT_WARMUP_TOKENS),
+            cache_dir: self
+                .cache_dir
+                .or(f.cache_dir)
+                .unwrap_or_else(netmoe_common::fetch::cache_dir),
+        })
+    }
+}
+
+fn positive_ms(ms: u64) -> u64 {
+    ms.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let dir = std::env::temp_dir().join(format!("netmoe-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("node.toml");
+        std::fs::write(&file, "slots = 2\nsnr = \"fixed:7\"\nseed = 9\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            seed: Some(1),
+            ..Default::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.slots, 2);
+        assert_eq!(c.seed, 1);
+        assert_eq!(c.snr, SnrModel::Fixed { db: 7.0 });
+        assert_eq!(c.queue_depth, DEFAULT_QUEUE_DEPTH);
+
+        std::fs::write(&file, "slotz = 2\n").unwrap();
+        let err = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("slotz"), "{err}");
+        let err = ServeArgs {
+            snr: Some("gaussian:3".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("snr"), "{err}");
+    }
+}

@@ -1,0 +1,29 @@
+//! NetMoE edge node: one quantized LLM expert, served over gRPC.
+//!
+//! - [`engine`]: llama.cpp on a dedicated thread; concurrent requests are
+//!   sequences of one batch, admission is bounded.
+//! - [`sampling`]: sampling settings, their ranges, the sampler chain.
+//! - [`profile`]: the expert profile (domain, persona, prompt template).
+//! - [`service`]: the `EdgeNode` gRPC service, request limits and accounting.
+//! - [`error`]: request errors and their mapping to gRPC statuses.
+//! - [`register`]: registration and heartbeats to the coordinator.
+//! - [`server`]: serving on a bound listener with health, reflection and drain.
+//! - [`config`]: flags, environment and file resolved into [`NodeConfig`].
+//! - [`hardware`]: the hardware summary reported by `Info`.
+//! - [`node`]: builds a ready-to-serve node from a [`NodeConfig`].
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod hardware;
+pub mod node;
+pub mod profile;
+pub mod register;
+pub mod sampling;
+pub mod server;
+pub mod service;
+
+pub use config::{NodeConfig, ServeArgs};
+pub use engine::{Engine, EngineConfig, EngineError};
+pub use profile::ExpertProfile;
+pub use service::{EdgeNodeService, NodeState};

@@ -1,0 +1,110 @@
+//! Assembling a node: resolve the model, load the profile, start the engine,
+//! warm it up, and describe how to register.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use netmoe_common::channel::SnrSampler;
+use netmoe_common::fetch::{FetchOptions, resolve_model};
+
+use crate::config::NodeConfig;
+use crate::engine::{Engine, EngineConfig, EngineEvent, GenerateJob};
+use crate::profile::ExpertProfile;
+use crate::server::Registration;
+use crate::service::NodeState;
+
+/// Why a node could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The expert profile is unreadable or invalid.
+    #[error(transparent)]
+    Profile(#[from] crate::profile::ProfileError),
+    /// The model could not be found, fetched or validated.
+    #[error(transparent)]
+    Model(#[from] netmoe_common::fetch::FetchError),
+    /// llama.cpp could not load the model or create the context.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+}
+
+/// Builds the node state (blocking: loads the model; call from
+/// `spawn_blocking` or before serving). `progress` shows fetch progress.
+pub fn build(
+    config: &NodeConfig,
+    listen: SocketAddr,
+    progress: bool,
+) -> Result<Arc<NodeState>, BuildError> {
+    let profile = match &config.profile {
+        Some(p) => ExpertProfile::load(p)?,
+        None => ExpertProfile::generic(),
+    };
+    let opts = FetchOptions {
+        progress,
+        ..FetchOptions::default()
+    };
+    let model_path = resolve_model(&config.model, &config.cache_dir, &opts)?;
+    let engine = Engine::start(EngineConfig {
+        model_path,
+        threads: config.threads,
+        slots: config.slots,
+        queue_depth: config.queue_depth,
+        ctx_per_slot: config.ctx_per_slot,
+        batch_tokens: config.batch_tokens,
+        gpu_layers: config.gpu_layers,
+    })?;
+    warm_up(&engine, config.warmup_tokens);
+    let node_id = config
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", profile.name, listen.port()));
+    Ok(Arc::new(NodeState {
+        node_id,
+        profile,
+        engine,
+        snr: Mutex::new(SnrSampler::new(config.snr.clone(), config.seed)),
+        limits: config.limits,
+        hardware: crate::hardware::summary(),
+    }))
+}
+
+/// How the node registers, if a coordinator is configured.
+pub fn registration(config: &NodeConfig, listen: SocketAddr) -> Option<Registration> {
+    let coordinator = config.coordinator.clone()?;
+    Some(Registration {
+        coordinator,
+        endpoint: config
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{listen}")),
+        period: config.heartbeat,
+    })
+}
+
+/// Generates a few tokens so the first request does not pay for cold
+/// caches, and so `Info` reports a measured speed from the start.
+fn warm_up(engine: &Engine, tokens: u32) {
+    if tokens == 0 {
+        return;
+    }
+    let job = GenerateJob {
+        request_id: "warm-up".into(),
+        prompt: "Once upon a time".into(),
+        max_tokens: tokens,
+        sampling: Default::default(),
+        deadline: None,
+        ignore_eos: true,
+    };
+    let Ok(mut generation) = engine.submit(job) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().build();
+    if let Ok(rt) = rt {
+        rt.block_on(async {
+            while let Some(ev) = generation.next().await {
+                if matches!(ev, EngineEvent::Done(_) | EngineEvent::Failed(_)) {
+                    break;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,92 @@
+//! Registration with the coordinator: `Register`, then a `Heartbeat` each
+//! period carrying a fresh SNR draw and the load; registers again when the
+//! coordinator says it does not know the node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use netmoe_proto::v1::{self, coordinator_client::CoordinatorClient};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::service::NodeState;
+
+/// Longest wait between attempts while the coordinator is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Keeps the node registered until `shutdown`.
+pub async fn keep_registered(
+    state: Arc<NodeState>,
+    coordinator: String,
+    endpoint: String,
+    period: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = period;
+    let mut client: Option<CoordinatorClient<Channel>> = None;
+    let mut registered = false;
+    loop {
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = beat(&state, &coordinator, &endpoint, &mut client, &mut registered) => r,
+        };
+        let wait = match outcome {
+            Ok(()) => {
+                backoff = period;
+                period
+            }
+            Err(e) => {
+                tracing::warn!(coordinator = %coordinator, error = %e, "coordinator unreachable; retrying");
+                client = None;
+                registered = false;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn beat(
+    state: &NodeState,
+    coordinator: &str,
+    endpoint: &str,
+    client: &mut Option<CoordinatorClient<Channel>>,
+    registered: &mut bool,
+) -> Result<(), tonic::Status> {
+    if client.is_none() {
+        let c = CoordinatorClient::connect(coordinator.to_owned())
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        *client = Some(c);
+    }
+    let c = client.as_mut().expect("connected above");
+    if !*registered {
+        let resp = c
+            .register(v1::RegisterRequest {
+                info: Some(state.info()),
+                endpoint: endpoint.to_owned(),
+            })
+            .await?
+            .into_inner();
+        tracing::info!(coordinator, node = %state.node_id, heartbeat_ms = resp.heartbeat_interval_ms, "registered");
+        *registered = true;
+    }
+    let resp = c
+        .heartbeat(v1::HeartbeatRequest {
+            node_id: state.node_id.clone(),
+            snr: Some(state.draw_snr()),
+            load: Some(state.load()),
+            tokens_per_second: state.engine.tokens_per_second(),
+        })
+        .await?
+        .into_inner();
+    if !resp.known {
+        tracing::info!(node = %state.node_id, "coordinator forgot this node; registering again");
+        *registered = false;
+    }
+    Ok(())
+}

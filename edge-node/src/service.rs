@@ -1,0 +1,347 @@
+//! The `EdgeNode` gRPC service: validates requests, hands them to the
+//! engine, and streams pieces and the final accounting back.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use netmoe_common::channel::{SnrDraw, SnrSampler};
+use netmoe_proto::v1::{self, GenerateEvent, generate_event::Event};
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use crate::engine::{Engine, EngineEvent, FinishReason, GenerateJob, Generation};
+use crate::error::RequestError;
+use crate::profile::ExpertProfile;
+
+/// Largest segment accepted, in bytes.
+pub const DEFAULT_MAX_SEGMENT_BYTES: u32 = 8 * 1024;
+/// Largest context (whole prompt) accepted, in bytes.
+pub const DEFAULT_MAX_CONTEXT_BYTES: u32 = 32 * 1024;
+/// Most tokens one request may ask for.
+pub const DEFAULT_MAX_TOKENS_LIMIT: u32 = 512;
+/// Largest gRPC message the node decodes: the two text limits plus room.
+pub const MAX_REQUEST_MESSAGE_BYTES: usize = 64 * 1024;
+/// Bytes of framing gRPC adds to every message (flag + length).
+const GRPC_FRAME_HEADER: u64 = 5;
+
+/// Request limits of a node.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most bytes of `segment`.
+    pub max_segment_bytes: u32,
+    /// Most bytes of `context`.
+    pub max_context_bytes: u32,
+    /// Most `max_tokens`.
+    pub max_tokens: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
+            max_context_bytes: DEFAULT_MAX_CONTEXT_BYTES,
+            max_tokens: DEFAULT_MAX_TOKENS_LIMIT,
+        }
+    }
+}
+
+/// Everything a node serves from; shared by the service and the
+/// registration loop.
+pub struct NodeState {
+    /// The id the node registers under.
+    pub node_id: String,
+    /// Its expert.
+    pub profile: ExpertProfile,
+    /// The inference engine.
+    pub engine: Engine,
+    /// The simulated channel; one draw per transfer and per heartbeat.
+    pub snr: Mutex<SnrSampler>,
+    /// Request limits.
+    pub limits: Limits,
+    /// Hardware summary, read once.
+    pub hardware: v1::HardwareInfo,
+}
+
+impl NodeState {
+    /// Draws the channel for a new transfer or heartbeat.
+    pub fn draw_snr(&self) -> v1::SnrReport {
+        let mut s = self.snr.lock().expect("snr lock");
+        let d = s.draw();
+        report(&d, s.model())
+    }
+
+    /// The last draw, without drawing.
+    fn last_snr(&self) -> Option<v1::SnrReport> {
+        let s = self.snr.lock().expect("snr lock");
+        s.last().map(|d| report(&d, s.model()))
+    }
+
+    /// Current load as the contract reports it.
+    pub fn load(&self) -> v1::Load {
+        let l = self.engine.load();
+        v1::Load {
+            active: l.active,
+            queued: l.queued,
+            slots: l.slots,
+            queue_capacity: l.queue_depth,
+        }
+    }
+
+    /// The node's full description.
+    pub fn info(&self) -> v1::NodeInfo {
+        let m = self.engine.model();
+        let cfg = self.engine.config();
+        v1::NodeInfo {
+            node_id: self.node_id.clone(),
+            profile: Some(self.profile.to_proto()),
+            model: Some(v1::ModelInfo {
+                file_name: m.file_name(),
+                size_bytes: m.file.size_bytes,
+                quantization: m.file.quantization.clone().unwrap_or_default(),
+                architecture: m.file.architecture.clone().unwrap_or_default(),
+                n_params: m.model.n_params(),
+                n_ctx_per_sequence: cfg.ctx_per_slot,
+                n_ctx_train: m.model.n_ctx_train(),
+            }),
+            threads: cfg.threads,
+            tokens_per_second: self.engine.tokens_per_second(),
+            snr: self.last_snr(),
+            hardware: Some(self.hardware.clone()),
+            load: Some(self.load()),
+            limits: Some(v1::Limits {
+                max_segment_bytes: self.limits.max_segment_bytes,
+                max_context_bytes: self.limits.max_context_bytes,
+                max_tokens: self.limits.max_tokens,
+                n_ctx_per_sequence: cfg.ctx_per_slot,
+            }),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    /// Checks a request against the limits and resolves it into a job.
+    pub fn job(&self, req: &v1::GenerateRequest) -> Result<GenerateJob, RequestError> {
+        let segment = req.segment.trim();
+        if segment.is_empty() {
+            return Err(RequestError::EmptySegment);
+        }
+        let l = &self.limits;
+        if req.segment.len() > l.max_segment_bytes as usize {
+            return Err(RequestError::TooLarge {
+                field: "segment",
+                bytes: req.segment.len(),
+                limit: l.max_segment_bytes,
+            });
+        }
+        if req.context.len() > l.max_context_bytes as usize {
+            return Err(RequestError::TooLarge {
+                field: "context",
+                bytes: req.context.len(),
+                limit: l.max_context_bytes,
+            });
+        }
+        let max_tokens = match req.max_tokens {
+            None => self.profile.default_max_tokens.min(l.max_tokens),
+            Some(0) => return Err(RequestError::ZeroTokens),
+            Some(n) if n > l.max_tokens => {
+                return Err(RequestError::TooManyTokens {
+                    asked: n,
+                    limit: l.max_tokens,
+                });
+            }
+            Some(n) => n,
+        };
+        let deadline = match req.deadline_ms {
+            Some(0) => return Err(RequestError::ZeroDeadline),
+            Some(ms) => Some(Instant::now() + Duration::from_millis(u64::from(ms))),
+            None => None,
+        };
+        let sampling = match &req.sampling {
+            Some(o) => self.profile.sampling.with_overrides(o)?,
+            None => self.profile.sampling.clone(),
+        };
+        let request_id = if req.request_id.is_empty() {
+            format!("{:016x}", rand::random::<u64>())
+        } else {
+            req.request_id.clone()
+        };
+        Ok(GenerateJob {
+            request_id,
+            prompt: self.profile.render(segment, &req.context),
+            max_tokens,
+            sampling,
+            deadline,
+            ignore_eos: req.ignore_eos,
+        })
+    }
+}
+
+fn report(d: &SnrDraw, model: &impl std::fmt::Display) -> v1::SnrReport {
+    v1::SnrReport {
+        snr_db: d.snr_db,
+        model: model.to_string(),
+        draw: d.draw,
+    }
+}
+
+/// The gRPC service over a shared [`NodeState`].
+#[derive(Clone)]
+pub struct EdgeNodeService {
+    state: Arc<NodeState>,
+}
+
+impl EdgeNodeService {
+    /// Serves `state`.
+    pub fn new(state: Arc<NodeState>) -> Self {
+        Self { state }
+    }
+}
+
+/// The response stream of `Generate`.
+pub type GenerateStream = Pin<Box<dyn Stream<Item = Result<GenerateEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::edge_node_server::EdgeNode for EdgeNodeService {
+    async fn info(&self, _: Request<v1::InfoRequest>) -> Result<Response<v1::NodeInfo>, Status> {
+        Ok(Response::new(self.state.info()))
+    }
+
+    type GenerateStream = GenerateStream;
+
+    async fn generate(
+        &self,
+        request: Request<v1::GenerateRequest>,
+    ) -> Result<Response<Self::GenerateStream>, Status> {
+        let req = request.into_inner();
+        let job = self.state.job(&req)?;
+        let request_id = job.request_id.clone();
+        let generation = self.state.engine.submit(job)?;
+        tracing::debug!(request = %request_id, prompt_tokens = generation.prompt_tokens, "accepted");
+        let stream = StreamState {
+            generation,
+            state: self.state.clone(),
+            request_id,
+            bytes_sent: 0,
+            done: false,
+        };
+        Ok(Response::new(Box::pin(futures::stream::unfold(
+            stream,
+            StreamState::step,
+        ))))
+    }
+}
+
+/// Turns engine events into protocol messages, counting bytes as it goes.
+/// Dropping it (client gone) drops the [`Generation`], which cancels the
+/// sequence in the engine.
+struct StreamState {
+    generation: Generation,
+    state: Arc<NodeState>,
+    request_id: String,
+    bytes_sent: u64,
+    done: bool,
+}
+
+impl StreamState {
+    async fn step(mut self) -> Option<(Result<GenerateEvent, Status>, Self)> {
+        if self.done {
+            return None;
+        }
+        let item = match self.generation.next().await {
+            Some(EngineEvent::Piece { text, tokens }) => {
+                let ev = GenerateEvent {
+                    event: Some(Event::Piece(v1::GeneratePiece { text, tokens })),
+                };
+                self.bytes_sent += ev.encoded_len() as u64 + GRPC_FRAME_HEADER;
+                Ok(ev)
+            }
+            Some(EngineEvent::Done(stats)) => {
+                self.done = true;
+                let words = stats.text.split_whitespace().count() as u32;
+                let mut fin = v1::GenerateFinal {
+                    request_id: self.request_id.clone(),
+                    text: stats.text,
+                    finish_reason: finish_reason(stats.finish) as i32,
+                    prompt_tokens: stats.prompt_tokens,
+                    generated_tokens: stats.generated_tokens,
+                    words,
+                    queue_seconds: stats.queue.as_secs_f64(),
+                    prompt_eval_seconds: stats.prompt_eval.as_secs_f64(),
+                    generation_seconds: stats.generation.as_secs_f64(),
+                    bytes_sent: 0,
+                    snr: Some(self.state.draw_snr()),
+                    node_id: self.state.node_id.clone(),
+                };
+                fin.bytes_sent = total_with_self(self.bytes_sent, &mut fin);
+                tracing::info!(
+                    request = %self.request_id,
+                    tokens = fin.generated_tokens,
+                    words,
+                    gen_s = fin.generation_seconds,
+                    "generated"
+                );
+                Ok(GenerateEvent {
+                    event: Some(Event::Final(fin)),
+                })
+            }
+            Some(EngineEvent::Failed(e)) => {
+                self.done = true;
+                Err(Status::from(e))
+            }
+            None => {
+                self.done = true;
+                Err(Status::internal("engine ended the stream without a result"))
+            }
+        };
+        Some((item, self))
+    }
+}
+
+/// The byte count of the stream including the final message itself, whose
+/// own size depends on the number it carries: iterate to the fixed point
+/// (varints grow monotonically, so two or three rounds suffice).
+fn total_with_self(before: u64, fin: &mut v1::GenerateFinal) -> u64 {
+    loop {
+        let ev_len = |f: &v1::GenerateFinal| {
+            GenerateEvent {
+                event: Some(Event::Final(f.clone())),
+            }
+            .encoded_len() as u64
+        };
+        let total = before + ev_len(fin) + GRPC_FRAME_HEADER;
+        if fin.bytes_sent == total {
+            return total;
+        }
+        fin.bytes_sent = total;
+    }
+}
+
+fn finish_reason(f: FinishReason) -> v1::FinishReason {
+    match f {
+        FinishReason::Stop => v1::FinishReason::Stop,
+        FinishReason::Length => v1::FinishReason::Length,
+        FinishReason::Deadline => v1::FinishReason::Deadline,
+        FinishReason::ContextFull => v1::FinishReason::ContextFull,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_count_includes_the_final_message() {
+        let mut fin = v1::GenerateFinal {
+            text: "x".repeat(300),
+            ..Default::default()
+        };
+        let total = total_with_self(1000, &mut fin);
+        let own = GenerateEvent {
+            event: Some(Event::Final(fin.clone())),
+        }
+        .encoded_len() as u64;
+        assert_eq!(total, 1000 + own + GRPC_FRAME_HEADER);
+        assert_eq!(fin.bytes_sent, total);
+    }
+}
