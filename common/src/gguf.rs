@@ -58,6 +58,9 @@ pub struct GgufSummary {
     pub metadata_count: u64,
     /// Byte offset where tensor data starts (header end rounded up to the alignment).
     pub data_offset: u64,
+    /// Bytes of tensor data the header accounts for: the end of the last tensor,
+    /// relative to `data_offset` (unknown-type tensors not counted).
+    pub data_bytes: u64,
     /// Tensors whose ggml type this code does not know; their size was not checked.
     pub unchecked_tensors: Vec<UncheckedTensor>,
 }
@@ -125,47 +128,7 @@ const GGUF_TYPE_ARRAY: u32 = 9;
 /// whole header (every metadata value and tensor info), and that the file is long
 /// enough to hold every tensor the header lists.
 pub fn inspect_gguf(path: &Path) -> Result<GgufSummary, ModelFileError> {
-    let unreadable = |source| ModelFileError::Unreadable {
-        path: path.to_owned(),
-        source,
-    };
-    let meta = match fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ModelFileError::NotFound {
-                path: path.to_owned(),
-            });
-        }
-        Err(e) => return Err(unreadable(e)),
-        Ok(meta) => meta,
-    };
-    if !meta.is_file() {
-        return Err(ModelFileError::NotAFile {
-            path: path.to_owned(),
-        });
-    }
-    let size = meta.len();
-    let mut file = File::open(path).map_err(unreadable)?;
-    let mut head = Vec::with_capacity(64);
-    file.by_ref()
-        .take(64)
-        .read_to_end(&mut head)
-        .map_err(unreadable)?;
-    if head.len() >= 4 && head[..4] != GGUF_MAGIC {
-        let (found, hint) = error::describe_magic(&head);
-        return Err(ModelFileError::BadMagic {
-            path: path.to_owned(),
-            found,
-            hint,
-        });
-    }
-    if size < PREAMBLE_BYTES {
-        return Err(ModelFileError::TooSmall {
-            path: path.to_owned(),
-            size,
-            min: PREAMBLE_BYTES,
-        });
-    }
-    file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+    let (file, size) = open_gguf(path)?;
     let mut r = HeaderReader::new(file, size, path);
     r.array::<4>()?;
     let version = r.u32()?;
@@ -202,51 +165,7 @@ pub fn inspect_gguf(path: &Path) -> Result<GgufSummary, ModelFileError> {
             _ => return Err(r.malformed("general.alignment is not a power-of-two integer")),
         },
     };
-
-    let mut data_end = 0u64;
-    let mut unchecked_tensors = Vec::new();
-    let mut names = HashSet::new();
-    for _ in 0..tensor_count {
-        let name = r.string("tensor name")?;
-        let n_dims = r.u32()?;
-        if n_dims > GGML_MAX_DIMS {
-            return Err(r.malformed(format!(
-                "tensor `{name}` has {n_dims} dimensions, ggml allows {GGML_MAX_DIMS}"
-            )));
-        }
-        let mut dims = Vec::with_capacity(n_dims as usize);
-        for _ in 0..n_dims {
-            dims.push(r.u64()?);
-        }
-        let ty = r.u32()?;
-        let offset = r.u64()?;
-        if offset % alignment != 0 {
-            return Err(r.malformed(format!(
-                "tensor `{name}` data offset {offset} is not a multiple of the alignment {alignment}"
-            )));
-        }
-        match ggml_type(ty) {
-            Some(t) => {
-                let bytes = tensor_bytes(t, &dims).ok_or_else(|| {
-                    r.malformed(format!(
-                        "tensor `{name}` of type {} has dimensions {dims:?}: not a whole number of {}-element blocks, or too large",
-                        t.name, t.block_size
-                    ))
-                })?;
-                let end = offset
-                    .checked_add(bytes)
-                    .ok_or_else(|| r.malformed(format!("tensor `{name}` ends past 2^64")))?;
-                data_end = data_end.max(end);
-            }
-            None => unchecked_tensors.push(UncheckedTensor {
-                name: name.clone(),
-                ggml_type: ty,
-            }),
-        }
-        if !names.insert(name) {
-            return Err(r.malformed("duplicate tensor name"));
-        }
-    }
+    let (data_end, unchecked_tensors) = read_tensor_infos(&mut r, tensor_count, alignment)?;
 
     let header_end = r.pos();
     let data_offset = header_end.div_ceil(alignment) * alignment;
@@ -288,8 +207,111 @@ pub fn inspect_gguf(path: &Path) -> Result<GgufSummary, ModelFileError> {
         tensor_count,
         metadata_count,
         data_offset,
+        data_bytes: data_end,
         unchecked_tensors,
     })
+}
+
+/// Opens `path` after checking it is a regular file that starts with the GGUF magic and
+/// holds at least the fixed preamble; returns the file (at offset 0) and its size.
+fn open_gguf(path: &Path) -> Result<(File, u64), ModelFileError> {
+    let unreadable = |source| ModelFileError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = match fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ModelFileError::NotFound {
+                path: path.to_owned(),
+            });
+        }
+        Err(e) => return Err(unreadable(e)),
+        Ok(meta) => meta,
+    };
+    if !meta.is_file() {
+        return Err(ModelFileError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    let size = meta.len();
+    let mut file = File::open(path).map_err(unreadable)?;
+    // 64 bytes are enough to recognise what a wrong file is (HTML, LFS pointer, ...).
+    let mut head = Vec::with_capacity(64);
+    file.by_ref()
+        .take(64)
+        .read_to_end(&mut head)
+        .map_err(unreadable)?;
+    if head.len() >= 4 && head[..4] != GGUF_MAGIC {
+        let (found, hint) = error::describe_magic(&head);
+        return Err(ModelFileError::BadMagic {
+            path: path.to_owned(),
+            found,
+            hint,
+        });
+    }
+    if size < PREAMBLE_BYTES {
+        return Err(ModelFileError::TooSmall {
+            path: path.to_owned(),
+            size,
+            min: PREAMBLE_BYTES,
+        });
+    }
+    file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+    Ok((file, size))
+}
+
+/// Reads `count` tensor infos; returns where the last known-type tensor's data ends
+/// (relative to the data section) and the tensors whose type is unknown.
+fn read_tensor_infos(
+    r: &mut HeaderReader<'_>,
+    count: u64,
+    alignment: u64,
+) -> Result<(u64, Vec<UncheckedTensor>), ModelFileError> {
+    let mut data_end = 0u64;
+    let mut unchecked = Vec::new();
+    let mut names = HashSet::new();
+    for _ in 0..count {
+        let name = r.string("tensor name")?;
+        if names.contains(&name) {
+            return Err(r.malformed(format!("duplicate tensor name `{name}`")));
+        }
+        let n_dims = r.u32()?;
+        if n_dims > GGML_MAX_DIMS {
+            return Err(r.malformed(format!(
+                "tensor `{name}` has {n_dims} dimensions, ggml allows {GGML_MAX_DIMS}"
+            )));
+        }
+        let mut dims = Vec::with_capacity(n_dims as usize);
+        for _ in 0..n_dims {
+            dims.push(r.u64()?);
+        }
+        let ty = r.u32()?;
+        let offset = r.u64()?;
+        if offset % alignment != 0 {
+            return Err(r.malformed(format!(
+                "tensor `{name}` data offset {offset} is not a multiple of the alignment {alignment}"
+            )));
+        }
+        match ggml_type(ty) {
+            Some(t) => {
+                let end = tensor_bytes(t, &dims)
+                    .and_then(|bytes| offset.checked_add(bytes))
+                    .ok_or_else(|| {
+                        r.malformed(format!(
+                            "tensor `{name}` of type {} has dimensions {dims:?}: not a whole number of {}-element blocks, or too large",
+                            t.name, t.block_size
+                        ))
+                    })?;
+                data_end = data_end.max(end);
+            }
+            None => unchecked.push(UncheckedTensor {
+                name: name.clone(),
+                ggml_type: ty,
+            }),
+        }
+        names.insert(name);
+    }
+    Ok((data_end, unchecked))
 }
 
 /// Reads `count` metadata key/value pairs, keeping the scalar and string values.

@@ -1,9 +1,8 @@
 //! Shared pieces of NetMoE that the coordinator, the edge nodes and the tests all need.
 //!
 //! - [`channel`]: seeded wireless-channel (SNR) models that edge nodes sample per request.
-//! - [`gguf`]: header validation of GGUF model files, so a bad file fails with a clear
-//!   error instead of crashing llama.cpp.
-//! - [`fetch`]: the model cache, fetching the default model and resolving `--model` arguments.
+//! - [`fetch`]: the model cache: fetching the default model, resolving `--model` arguments.
+//! - [`gguf`]: GGUF header checks, so a bad model file is a clear error, not a llama.cpp crash.
 
 pub mod channel;
 pub mod fetch;

@@ -49,17 +49,16 @@ fn direct(model: &'static LlamaModel, tokens: u32, seed: u32) -> Run {
         batch.add(*t, i as i32, &[0], i as i32 == last).unwrap();
     }
     ctx.decode(&mut batch).unwrap();
-    let mut pos = prompt.len() as i32;
+    let start_pos = prompt.len() as i32;
     let mut idx = batch.n_tokens() - 1;
     let mut first = None;
     let mut text = Vec::new();
-    for _ in 0..tokens {
+    for pos in start_pos..start_pos + tokens as i32 {
         let tok = sampler.sample(&ctx, idx);
         first.get_or_insert_with(Instant::now);
         text.extend(model.vocab().token_to_piece(tok, false, None));
         batch.clear();
         batch.add(tok, pos, &[0], true).unwrap();
-        pos += 1;
         ctx.decode(&mut batch).unwrap();
         idx = 0;
     }

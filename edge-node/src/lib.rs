@@ -11,7 +11,9 @@
 //! - [`config`]: flags, environment and file resolved into [`NodeConfig`].
 //! - [`hardware`]: the hardware summary reported by `Info`.
 //! - [`node`]: builds a ready-to-serve node from a [`NodeConfig`].
+//! - [`client`]: a small streaming client for trying a node by hand.
 
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod error;

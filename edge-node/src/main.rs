@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use netmoe_common::fetch::{FetchOptions, cache_dir, resolve_model};
-use netmoe_edge_node::{ServeArgs, node, server};
+use netmoe_edge_node::{ServeArgs, client, node, server};
 use tokio_util::sync::CancellationToken;
 
 /// NetMoE edge node: a quantized LLM expert served over gRPC.
@@ -29,6 +29,21 @@ enum Command {
         /// Cache directory [default: ~/.cache/netmoe].
         #[arg(long, env = "NETMOE_CACHE_DIR")]
         cache_dir: Option<std::path::PathBuf>,
+    },
+    /// Ask a running node to write about SEGMENT; streams the text, then
+    /// prints the accounting on stderr.
+    Ask {
+        /// What the expert should write about.
+        segment: String,
+        /// The node's gRPC endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+        /// Tokens to generate at most [default: the expert's].
+        #[arg(long)]
+        max_tokens: Option<u32>,
+        /// The whole prompt, for context.
+        #[arg(long, default_value = "")]
+        context: String,
     },
 }
 
@@ -55,6 +70,40 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => serve(*args),
+        Command::Ask {
+            segment,
+            endpoint,
+            max_tokens,
+            context,
+        } => {
+            let request = netmoe_proto::v1::GenerateRequest {
+                segment,
+                context,
+                max_tokens,
+                ..Default::default()
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            let fin = rt.block_on(client::generate_to(
+                &endpoint,
+                request,
+                &mut std::io::stdout(),
+            ))?;
+            println!();
+            let snr = fin.snr.unwrap_or_default();
+            eprintln!(
+                "node {} | {} prompt + {} generated tokens, {} words | prompt {:.3}s, generation {:.3}s | {} bytes | SNR {:.2} dB ({})",
+                fin.node_id,
+                fin.prompt_tokens,
+                fin.generated_tokens,
+                fin.words,
+                fin.prompt_eval_seconds,
+                fin.generation_seconds,
+                fin.bytes_sent,
+                snr.snr_db,
+                snr.model
+            );
+            Ok(())
+        }
     }
 }
 

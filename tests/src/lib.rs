@@ -127,6 +127,10 @@ pub async fn start_edge_node(extra: &[&str]) -> anyhow::Result<EdgeNodeProcess> 
         .arg("--model")
         .arg(&model)
         .args(extra)
+        .env(
+            "RUST_LOG",
+            std::env::var("NETMOE_TEST_LOG").unwrap_or_else(|_| "warn,llama-cpp-2=error".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);

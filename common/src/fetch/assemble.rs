@@ -85,12 +85,12 @@ pub(super) fn check_existing(
         fs::remove_file(path).map_err(FetchError::io("remove", path))?;
         return Ok(false);
     }
-    if read_sidecar(path).as_deref() == Some(expected.sha256.as_str()) {
+    if read_sidecar(path).is_some_and(|hash| hash.eq_ignore_ascii_case(&expected.sha256)) {
         return Ok(true);
     }
     tracing::info!(path = %path.display(), "verifying cached model");
     let actual = sha256_file(path, progress)?;
-    if actual != expected.sha256 {
+    if !actual.eq_ignore_ascii_case(&expected.sha256) {
         tracing::warn!(path = %path.display(), %actual, expected = %expected.sha256, "cached model has the wrong sha256; fetching it again");
         fs::remove_file(path).map_err(FetchError::io("remove", path))?;
         return Ok(false);
@@ -256,7 +256,7 @@ pub fn assemble_chunks(
         });
     }
     let actual = hex::encode(hasher.finalize());
-    if actual != expected.sha256 {
+    if !actual.eq_ignore_ascii_case(&expected.sha256) {
         return Err(FetchError::HashMismatch {
             path: partial.path.clone(),
             expected: expected.sha256.clone(),
@@ -271,7 +271,7 @@ pub fn assemble_chunks(
 }
 
 /// A byte progress bar on stderr, or a hidden one when `enabled` is false.
-pub(super) fn progress_bar(len: u64, message: &'static str, enabled: bool) -> ProgressBar {
+fn progress_bar(len: u64, message: &'static str, enabled: bool) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
     }

