@@ -1,14 +1,17 @@
 //! Shared pieces of NetMoE that the coordinator, the edge nodes and the tests all need.
 //!
 //! - [`channel`]: seeded wireless-channel (SNR) models that edge nodes sample per request.
+//! - [`cost`]: the one cost model: Shannon rate, transfer time and energy, compute cost, reward.
 //! - [`fetch`]: the model cache: fetching the default model, resolving `--model` arguments.
 //! - [`gguf`]: GGUF header checks, so a bad model file is a clear error, not a llama.cpp crash.
 
 pub mod channel;
+pub mod cost;
 pub mod fetch;
 pub mod gguf;
 
 pub use channel::{ChannelError, SnrDraw, SnrModel, SnrSampler, db_to_linear, linear_to_db};
+pub use cost::{CostModel, Reward, Transfer};
 pub use fetch::{
     DEFAULT_MODEL_FILE, DEFAULT_MODEL_SHA256, DEFAULT_MODEL_SIZE, Expected, FetchError,
     FetchOptions, cache_dir, fetch_default_model, resolve_model,

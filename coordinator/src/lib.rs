@@ -1,1 +1,32 @@
-//! placeholder
+//! NetMoE coordinator: the gate, routing, dispatch, fusion, judging and
+//! cost accounting of a mixture of edge experts.
+//!
+//! - [`registry`]: registered nodes, heartbeats, liveness.
+//! - [`analyzer`]: embeddings and token probabilities from the coordinator's model.
+//! - [`gate`]: prompt segmentation and segment-to-expert relevance.
+//! - [`policy`]: the routing trait, candidates' features, and the baselines.
+//! - [`dispatch`]: parallel segment generation with deadlines and one fallback.
+//! - [`fusion`]: passages into one story, and how much of each it kept.
+//! - [`judge`]: 0-10 text judges (heuristic default, local GGUF, OpenAI-compatible).
+//! - [`pipeline`]: one request end to end, with the cost accounting.
+//! - [`service`]: the `Coordinator` gRPC service.
+//! - [`server`]: serving on a bound listener, health, reflection, liveness sweep.
+//! - [`config`]: flags, environment and file resolved into [`config::CoordinatorConfig`].
+//! - [`app`]: builds a pipeline from a configuration.
+//! - [`report`]: the human table and JSON of an answer.
+//! - [`cluster`]: starting a local cluster of separate processes (the demo).
+
+pub mod analyzer;
+pub mod app;
+pub mod cluster;
+pub mod config;
+pub mod dispatch;
+pub mod fusion;
+pub mod gate;
+pub mod judge;
+pub mod pipeline;
+pub mod policy;
+pub mod registry;
+pub mod report;
+pub mod server;
+pub mod service;

@@ -1,1 +1,336 @@
-fn main() {}
+//! `coordinator`: serve a mixture of edge experts, ask it, list its nodes,
+//! measure judges, or run the whole local cluster as a demo.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use netmoe_common::fetch::{FetchOptions, cache_dir, resolve_model};
+use netmoe_coordinator::cluster::{Cluster, ClusterSpec, demo_nodes};
+use netmoe_coordinator::config::{JudgeChoice, ServeArgs};
+use netmoe_coordinator::{app, report, server};
+use netmoe_proto::v1::{self, coordinator_client::CoordinatorClient};
+use tokio_util::sync::CancellationToken;
+
+/// The prompt the demo answers when given none.
+const DEMO_PROMPT: &str = "Write a story in which a young knight rides out to face a dragon, a robot scientist repairs a starship far from Earth, and a family of otters survives the first winter storm.";
+
+/// NetMoE coordinator: gate, routing, dispatch, fusion, judging and cost
+/// accounting over a cluster of edge experts.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options of a request.
+#[derive(clap::Args, Clone)]
+struct AskArgs {
+    /// Routing policy: random, local, relevance, snr, cost [default: the coordinator's].
+    #[arg(long)]
+    policy: Option<String>,
+    /// Segments to split the prompt into at most (1-8).
+    #[arg(short = 'k', long)]
+    max_segments: Option<u32>,
+    /// Tokens each expert writes at most.
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Seed for sampling and the random policy.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl AskArgs {
+    fn request(&self, prompt: String) -> v1::AskRequest {
+        v1::AskRequest {
+            prompt,
+            max_segments: self.max_segments,
+            policy: self.policy.clone().unwrap_or_default(),
+            max_tokens: self.max_tokens,
+            segment_deadline_ms: None,
+            seed: self.seed,
+        }
+    }
+
+    fn print(&self, r: &v1::AskResponse) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report::json(r))?);
+        } else {
+            print!("{}", report::table(r));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the coordinator. Prints `NETMOE_READY <addr>` once it accepts
+    /// requests.
+    Serve(Box<ServeArgs>),
+    /// Ask a running coordinator to answer PROMPT.
+    Run {
+        /// The prompt.
+        prompt: String,
+        /// The coordinator's endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:50050")]
+        endpoint: String,
+        #[command(flatten)]
+        ask: AskArgs,
+    },
+    /// List the nodes a running coordinator knows.
+    Nodes {
+        /// The coordinator's endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:50050")]
+        endpoint: String,
+    },
+    /// Start a local cluster (a coordinator and three edge experts as
+    /// separate processes), answer PROMPT, print the result, shut down.
+    Demo {
+        /// The prompt [default: a three-part story].
+        prompt: Option<String>,
+        /// The GGUF all processes load: a path, URL or "default".
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Show the processes' logs (RUST_LOG syntax).
+        #[arg(long, default_value = "warn,llama-cpp-2=error")]
+        log: String,
+        #[command(flatten)]
+        ask: AskArgs,
+    },
+    /// Measure how well judges rank good texts above corrupted ones on the
+    /// shipped labelled set.
+    JudgeEval {
+        /// Judges to measure: heuristic, local, openai (comma-separated).
+        #[arg(long, default_value = "heuristic,local", value_delimiter = ',')]
+        judges: Vec<String>,
+        /// The labelled set [default: the shipped one].
+        #[arg(long)]
+        set: Option<PathBuf>,
+        /// The GGUF to judge with: a path, URL or "default".
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Base URL for the openai judge.
+        #[arg(long, env = "NETMOE_JUDGE_URL")]
+        judge_url: Option<String>,
+        /// API key for the openai judge.
+        #[arg(long, env = "NETMOE_JUDGE_KEY", hide_env_values = true)]
+        judge_key: Option<String>,
+        /// Model name for the openai judge.
+        #[arg(long, default_value = "gpt-4o-mini")]
+        judge_model: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,llama-cpp-2=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Runtime::new()?;
+    match Cli::parse().command {
+        Command::Serve(args) => rt.block_on(serve(*args)),
+        Command::Run {
+            prompt,
+            endpoint,
+            ask,
+        } => rt.block_on(async {
+            let mut c = CoordinatorClient::connect(endpoint.clone())
+                .await
+                .with_context(|| format!("cannot reach the coordinator at {endpoint}"))?;
+            let r = c.ask(ask.request(prompt)).await?.into_inner();
+            ask.print(&r)
+        }),
+        Command::Nodes { endpoint } => rt.block_on(async {
+            let mut c = CoordinatorClient::connect(endpoint.clone())
+                .await
+                .with_context(|| format!("cannot reach the coordinator at {endpoint}"))?;
+            let nodes = c
+                .list_nodes(v1::ListNodesRequest {})
+                .await?
+                .into_inner()
+                .nodes;
+            println!(
+                "{:<20} {:<10} {:<5} {:>8} {:>8} {:>7} {}",
+                "node", "expert", "live", "SNR dB", "tok/s", "load", "endpoint"
+            );
+            for n in nodes {
+                let info = n.info.unwrap_or_default();
+                let load = n.load.unwrap_or_default();
+                println!(
+                    "{:<20} {:<10} {:<5} {:>8.2} {:>8.1} {:>3}/{:<3} {}",
+                    info.node_id,
+                    info.profile.map(|p| p.name).unwrap_or_default(),
+                    n.live,
+                    n.snr.map_or(0.0, |s| s.snr_db),
+                    n.tokens_per_second,
+                    load.active + load.queued,
+                    load.slots,
+                    n.endpoint
+                );
+            }
+            Ok(())
+        }),
+        Command::Demo {
+            prompt,
+            model,
+            log,
+            ask,
+        } => rt.block_on(demo(prompt, model, log, ask)),
+        Command::JudgeEval {
+            judges,
+            set,
+            model,
+            judge_url,
+            judge_key,
+            judge_model,
+        } => rt.block_on(judge_eval(
+            judges,
+            set,
+            model,
+            judge_url,
+            judge_key,
+            judge_model,
+        )),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let cfg = config.clone();
+    let pipeline = tokio::task::spawn_blocking(move || app::build(&cfg, true)).await??;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal(shutdown.clone()));
+    tracing::info!(%addr, policy = %config.policy, judge = ?config.judge, "coordinator serving");
+    println!("NETMOE_READY {addr}");
+    std::io::stdout().flush()?;
+    server::run(listener, pipeline.clone(), config.grace, shutdown).await?;
+    if let Some(local) = &pipeline.local {
+        local.engine.stop();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn demo(
+    prompt: Option<String>,
+    model: String,
+    log: String,
+    ask: AskArgs,
+) -> anyhow::Result<()> {
+    let prompt = prompt.unwrap_or_else(|| DEMO_PROMPT.to_owned());
+    let cache = cache_dir();
+    let model = tokio::task::spawn_blocking(move || {
+        resolve_model(
+            &model,
+            &cache,
+            &FetchOptions {
+                progress: true,
+                ..FetchOptions::default()
+            },
+        )
+    })
+    .await??;
+    eprintln!(
+        "starting a coordinator and three edge experts (fantasy, scifi, nature) on loopback..."
+    );
+    let spec = ClusterSpec {
+        model,
+        nodes: demo_nodes(),
+        node_threads: 1,
+        coordinator_threads: 2,
+        coordinator_args: Vec::new(),
+        log,
+    };
+    let cluster = Cluster::start(&spec).await?;
+    eprintln!("cluster ready; asking: {prompt}\n");
+    let result = async {
+        let mut c = cluster.client().await?;
+        let r = c.ask(ask.request(prompt)).await?.into_inner();
+        ask.print(&r)
+    }
+    .await;
+    eprintln!("\nshutting the cluster down...");
+    cluster.shutdown().await?;
+    result
+}
+
+async fn judge_eval(
+    judges: Vec<String>,
+    set: Option<PathBuf>,
+    model: String,
+    judge_url: Option<String>,
+    judge_key: Option<String>,
+    judge_model: String,
+) -> anyhow::Result<()> {
+    let (pairs, source) = match &set {
+        Some(p) => (
+            netmoe_coordinator::judge::load_judge_set(p)?,
+            p.display().to_string(),
+        ),
+        None => (
+            netmoe_coordinator::judge::shipped_judge_set()?,
+            "shipped".to_owned(),
+        ),
+    };
+    let config = ServeArgs {
+        model: Some(model),
+        ..Default::default()
+    }
+    .resolve()?;
+    let (_model, analyzer) =
+        tokio::task::spawn_blocking(move || app::load_analyzer(&config, true)).await??;
+    println!(
+        "labelled set {source}: {} (good, corrupted) pairs",
+        pairs.len()
+    );
+    for name in judges {
+        let choice = match name.as_str() {
+            "heuristic" => JudgeChoice::Heuristic,
+            "local" => JudgeChoice::Local,
+            "openai" => JudgeChoice::OpenAi {
+                url: judge_url
+                    .clone()
+                    .context("the openai judge needs --judge-url")?,
+                key: judge_key.clone(),
+                model: judge_model.clone(),
+            },
+            other => anyhow::bail!("unknown judge {other:?}: use heuristic, local or openai"),
+        };
+        let judge = app::judge(&choice, &analyzer);
+        let started = std::time::Instant::now();
+        let report = netmoe_coordinator::judge::pairwise_accuracy(judge.as_ref(), &pairs).await?;
+        println!(
+            "\njudge {} ({:.1} s)",
+            judge.name(),
+            started.elapsed().as_secs_f64()
+        );
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// Cancels `token` on the first SIGINT or SIGTERM.
+async fn signal(token: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown signal; draining");
+    token.cancel();
+    tokio::time::sleep(Duration::from_millis(0)).await;
+}

@@ -47,7 +47,8 @@ pub struct ServeArgs {
     /// fetched and cached) [default: default].
     #[arg(long, env = "NETMOE_MODEL")]
     pub model: Option<String>,
-    /// Expert profile TOML [default: a generalist].
+    /// Expert profile: a TOML file, or a shipped one by name (fantasy,
+    /// scifi, nature) [default: a generalist].
     #[arg(long, env = "NETMOE_PROFILE")]
     pub profile: Option<PathBuf>,
     /// llama.cpp threads [default: all logical CPUs].

@@ -35,7 +35,7 @@ pub fn build(
     progress: bool,
 ) -> Result<Arc<NodeState>, BuildError> {
     let profile = match &config.profile {
-        Some(p) => ExpertProfile::load(p)?,
+        Some(p) => ExpertProfile::resolve(p)?,
         None => ExpertProfile::generic(),
     };
     let opts = FetchOptions {

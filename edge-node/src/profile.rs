@@ -21,6 +21,14 @@ pub const DEFAULT_MAX_TOKENS: u32 = 96;
 pub const DEFAULT_TEMPLATE: &str =
     "{persona}\n\nThe whole tale: {context}\nThis part: {segment}\n\n";
 
+/// The shipped profiles, compiled in so `--profile fantasy` works on a
+/// board without the repository.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("fantasy", include_str!("../profiles/fantasy.toml")),
+    ("scifi", include_str!("../profiles/scifi.toml")),
+    ("nature", include_str!("../profiles/nature.toml")),
+];
+
 /// A loaded expert profile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExpertProfile {
@@ -94,6 +102,20 @@ impl ExpertProfile {
             path: path.to_owned(),
             message,
         })
+    }
+
+    /// A profile file, or the name of a shipped one (`fantasy`, `scifi`,
+    /// `nature`) when no such file exists.
+    pub fn resolve(spec: &Path) -> Result<Self, ProfileError> {
+        if !spec.exists() {
+            if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| Path::new(n) == spec) {
+                return Self::parse(text).map_err(|message| ProfileError::Invalid {
+                    path: spec.to_owned(),
+                    message,
+                });
+            }
+        }
+        Self::load(spec)
     }
 
     /// Parses profile TOML; the error says what is wrong.
@@ -198,6 +220,16 @@ mod tests {
         names.sort();
         names.dedup();
         assert!(names.len() >= 3, "{names:?}");
+    }
+
+    #[test]
+    fn builtin_names_resolve_and_match_the_files() {
+        for (name, _) in BUILTIN {
+            let p = ExpertProfile::resolve(Path::new(name)).unwrap();
+            assert_eq!(&p.name, name);
+        }
+        let err = ExpertProfile::resolve(Path::new("no-such-expert")).unwrap_err();
+        assert!(err.to_string().contains("no-such-expert"), "{err}");
     }
 
     #[test]

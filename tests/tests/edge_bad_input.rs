@@ -3,7 +3,7 @@
 
 use futures::StreamExt;
 use netmoe_proto::v1::{self, generate_event::Event};
-use netmoe_tests::start_edge_node;
+use netmoe_tests::{edge_client, start_edge_node};
 use tonic::Code;
 
 fn req(segment: &str) -> v1::GenerateRequest {
@@ -53,7 +53,7 @@ async fn serves_normally(
 #[tokio::test]
 async fn invalid_arguments_are_refused_and_the_node_keeps_serving() -> anyhow::Result<()> {
     let node = start_edge_node(&["--ctx-per-slot", "256", "--max-tokens-limit", "128"]).await?;
-    let mut c = node.client().await?;
+    let mut c = edge_client(&node).await?;
 
     expect_status(&mut c, req(""), Code::InvalidArgument, "segment is empty").await;
     expect_status(
@@ -122,7 +122,7 @@ async fn invalid_arguments_are_refused_and_the_node_keeps_serving() -> anyhow::R
 #[tokio::test]
 async fn requests_beyond_slots_and_queue_get_resource_exhausted() -> anyhow::Result<()> {
     let node = start_edge_node(&["--slots", "1", "--queue-depth", "1"]).await?;
-    let mut c = node.client().await?;
+    let mut c = edge_client(&node).await?;
     let long = || v1::GenerateRequest {
         segment: "an endless tale".into(),
         max_tokens: Some(400),

@@ -4,7 +4,7 @@
 
 use futures::StreamExt;
 use netmoe_proto::v1::{self, generate_event::Event};
-use netmoe_tests::{profiles_dir, start_edge_node};
+use netmoe_tests::{edge_client, profiles_dir, start_edge_node};
 
 /// Collects a stream into (pieces, final).
 async fn collect(
@@ -33,7 +33,7 @@ async fn streams_a_real_generation_with_consistent_accounting() -> anyhow::Resul
         "knight-node",
     ])
     .await?;
-    let mut client = node.client().await?;
+    let mut client = edge_client(&node).await?;
 
     let info = client.info(v1::InfoRequest {}).await?.into_inner();
     assert_eq!(info.node_id, "knight-node");
@@ -103,7 +103,7 @@ async fn streams_a_real_generation_with_consistent_accounting() -> anyhow::Resul
 #[tokio::test]
 async fn rayleigh_snr_draws_vary_and_health_and_reflection_answer() -> anyhow::Result<()> {
     let node = start_edge_node(&["--snr", "rayleigh:10", "--seed", "3"]).await?;
-    let mut client = node.client().await?;
+    let mut client = edge_client(&node).await?;
     let mut draws = Vec::new();
     for _ in 0..3 {
         let req = v1::GenerateRequest {

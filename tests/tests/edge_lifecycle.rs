@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use netmoe_proto::v1::{self, generate_event::Event};
-use netmoe_tests::start_edge_node;
+use netmoe_tests::{edge_client, start_edge_node};
 
 #[tokio::test]
 async fn dropping_a_stream_frees_its_slot_long_before_it_would_finish() -> anyhow::Result<()> {
@@ -17,7 +17,7 @@ async fn dropping_a_stream_frees_its_slot_long_before_it_would_finish() -> anyho
         "500",
     ])
     .await?;
-    let mut c = node.client().await?;
+    let mut c = edge_client(&node).await?;
     let tps = c
         .info(v1::InfoRequest {})
         .await?
@@ -84,7 +84,7 @@ async fn dropping_a_stream_frees_its_slot_long_before_it_would_finish() -> anyho
 #[tokio::test]
 async fn sigterm_lets_in_flight_streams_finish_then_exits_cleanly() -> anyhow::Result<()> {
     let mut node = start_edge_node(&["--grace-ms", "60000"]).await?;
-    let mut c = node.client().await?;
+    let mut c = edge_client(&node).await?;
     let mut s = c
         .generate(v1::GenerateRequest {
             segment: "the last story of the night".into(),
@@ -113,7 +113,7 @@ async fn sigterm_lets_in_flight_streams_finish_then_exits_cleanly() -> anyhow::R
 #[tokio::test]
 async fn sigterm_after_the_grace_period_cancels_with_unavailable() -> anyhow::Result<()> {
     let mut node = start_edge_node(&["--grace-ms", "200", "--max-tokens-limit", "500"]).await?;
-    let mut c = node.client().await?;
+    let mut c = edge_client(&node).await?;
     let mut s = c
         .generate(v1::GenerateRequest {
             segment: "a tale that never ends".into(),

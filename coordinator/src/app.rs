@@ -1,0 +1,126 @@
+//! Assembling a coordinator from its configuration: load the model once,
+//! then the local expert, analyzer, gate, judge, policies and pipeline on
+//! top of it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use netmoe_common::channel::{SnrModel, SnrSampler};
+use netmoe_common::fetch::{FetchOptions, resolve_model};
+use netmoe_edge_node::engine::{
+    DEFAULT_BATCH_TOKENS, DEFAULT_CTX_PER_SLOT, Engine, EngineConfig, LoadedModel,
+};
+use netmoe_edge_node::service::Limits;
+use netmoe_edge_node::{ExpertProfile, NodeState};
+use tokio::sync::Semaphore;
+
+use crate::analyzer::Analyzer;
+use crate::config::{CoordinatorConfig, JudgeChoice};
+use crate::dispatch::Dispatcher;
+use crate::fusion::Fuser;
+use crate::gate::{DEFAULT_GATE_TEMPERATURE, Gate};
+use crate::judge::{HeuristicJudge, Judge, LocalJudge, OpenAiJudge};
+use crate::pipeline::{DEFAULT_MAX_CONCURRENT_ASKS, Pipeline, PipelineConfig};
+use crate::policy::{BASELINES, RoutingPolicy, baseline};
+use crate::registry::Registry;
+
+/// Sequences the coordinator's own engine decodes together (local expert
+/// and model fusion).
+pub const LOCAL_SLOTS: u32 = 2;
+
+/// Why a coordinator could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The model could not be found, fetched or validated.
+    #[error(transparent)]
+    Model(#[from] netmoe_common::fetch::FetchError),
+    /// llama.cpp failed.
+    #[error(transparent)]
+    Engine(#[from] netmoe_edge_node::EngineError),
+    /// The analyzer failed to start.
+    #[error(transparent)]
+    Analyzer(#[from] crate::analyzer::AnalyzerError),
+    /// The default policy is unknown.
+    #[error("unknown default policy {0:?}")]
+    Policy(String),
+}
+
+/// Loads the model and builds the analyzer (for tools that need only it).
+pub fn load_analyzer(
+    config: &CoordinatorConfig,
+    progress: bool,
+) -> Result<(LoadedModel, Analyzer), BuildError> {
+    let opts = FetchOptions {
+        progress,
+        ..FetchOptions::default()
+    };
+    let path = resolve_model(&config.model, &config.cache_dir, &opts)?;
+    let model = LoadedModel::load(&path, 0)?;
+    let analyzer = Analyzer::start(model.model, config.threads)?;
+    Ok((model, analyzer))
+}
+
+/// The judge a configuration asks for.
+pub fn judge(choice: &JudgeChoice, analyzer: &Analyzer) -> Box<dyn Judge> {
+    match choice {
+        JudgeChoice::Heuristic => Box::new(HeuristicJudge::new(analyzer.clone())),
+        JudgeChoice::Local => Box::new(LocalJudge::new(analyzer.clone())),
+        JudgeChoice::OpenAi { url, key, model } => {
+            Box::new(OpenAiJudge::new(url.clone(), key.clone(), model.clone()))
+        }
+    }
+}
+
+/// Builds the whole pipeline (blocking: loads the model).
+pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>, BuildError> {
+    let (model, analyzer) = load_analyzer(config, progress)?;
+    let engine = Engine::with_model(
+        model,
+        EngineConfig {
+            model_path: model.file.path.clone(),
+            threads: config.threads,
+            slots: LOCAL_SLOTS,
+            queue_depth: 8,
+            ctx_per_slot: DEFAULT_CTX_PER_SLOT,
+            batch_tokens: DEFAULT_BATCH_TOKENS,
+            gpu_layers: 0,
+        },
+    )?;
+    let local = Arc::new(NodeState {
+        node_id: crate::policy::LOCAL_TARGET.into(),
+        profile: ExpertProfile::generic(),
+        engine: engine.clone(),
+        // The local expert has no radio; its channel is never used.
+        snr: Mutex::new(SnrSampler::new(SnrModel::Fixed { db: 0.0 }, 0)),
+        limits: Limits::default(),
+        hardware: netmoe_edge_node::hardware::summary(),
+    });
+    let registry = Arc::new(Registry::new(config.heartbeat, config.liveness));
+    let mut policies: HashMap<String, Arc<dyn RoutingPolicy>> = HashMap::new();
+    for name in BASELINES {
+        policies.insert(
+            (*name).to_owned(),
+            Arc::from(baseline(name).expect("baseline exists")),
+        );
+    }
+    if !policies.contains_key(&config.policy) {
+        return Err(BuildError::Policy(config.policy.clone()));
+    }
+    Ok(Arc::new(Pipeline {
+        gate: Gate::new(analyzer.clone(), DEFAULT_GATE_TEMPERATURE),
+        dispatcher: Dispatcher::new(registry.clone(), Some(local.clone())),
+        fuser: Fuser::new(config.fusion, Some(engine), analyzer.clone()),
+        judge: judge(&config.judge, &analyzer),
+        local: Some(local),
+        registry,
+        policies,
+        config: PipelineConfig {
+            max_segments: config.max_segments,
+            default_policy: config.policy.clone(),
+            segment_deadline: config.segment_deadline,
+            cost: config.cost,
+            local_candidate: config.local_candidate,
+        },
+        limit: Semaphore::new(DEFAULT_MAX_CONCURRENT_ASKS),
+    }))
+}

@@ -1,0 +1,329 @@
+//! Coordinator configuration: a TOML file, environment variables and
+//! flags, resolved once (flag or env > file > default) into [`CoordinatorConfig`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use netmoe_common::cost::CostModel;
+use serde::Deserialize;
+
+use crate::fusion::FusionMode;
+use crate::pipeline::{DEFAULT_MAX_SEGMENTS, DEFAULT_SEGMENT_DEADLINE};
+use crate::registry::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LIVENESS_TIMEOUT};
+
+/// Default gRPC listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50050";
+/// Default routing policy.
+pub const DEFAULT_POLICY: &str = "cost";
+/// Default judge.
+pub const DEFAULT_JUDGE: &str = "heuristic";
+/// Default shutdown grace period.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// Flags of `coordinator serve`; each also reads a `NETMOE_*` variable.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (snake_case keys; cost
+    /// model keys under [cost]).
+    #[arg(long, env = "NETMOE_COORDINATOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to serve gRPC on; port 0 picks a free one [default: 127.0.0.1:50050].
+    #[arg(long, env = "NETMOE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The coordinator's own GGUF (gate, fusion, judge, local expert): a
+    /// path, an http(s) URL, or "default" [default: default].
+    #[arg(long, env = "NETMOE_MODEL")]
+    pub model: Option<String>,
+    /// llama.cpp threads [default: all logical CPUs].
+    #[arg(long, env = "NETMOE_THREADS")]
+    pub threads: Option<u32>,
+    /// Routing policy when a request names none: random, local, relevance,
+    /// snr, cost [default: cost].
+    #[arg(long, env = "NETMOE_POLICY")]
+    pub policy: Option<String>,
+    /// Judge: heuristic, local (the paper's prompt on this model), or
+    /// openai (needs --judge-url) [default: heuristic].
+    #[arg(long, env = "NETMOE_JUDGE")]
+    pub judge: Option<String>,
+    /// Base URL of an OpenAI-compatible API, e.g. https://api.openai.com/v1.
+    #[arg(long, env = "NETMOE_JUDGE_URL")]
+    pub judge_url: Option<String>,
+    /// API key for --judge-url (read from the environment; avoid the flag).
+    #[arg(long, env = "NETMOE_JUDGE_KEY", hide_env_values = true)]
+    pub judge_key: Option<String>,
+    /// Model name for --judge-url [default: gpt-4o-mini].
+    #[arg(long, env = "NETMOE_JUDGE_MODEL")]
+    pub judge_model: Option<String>,
+    /// Segments a prompt is split into at most, 1-8 [default: 4].
+    #[arg(long, env = "NETMOE_MAX_SEGMENTS")]
+    pub max_segments: Option<u32>,
+    /// Generation budget of each segment, ms [default: 60000].
+    #[arg(long, env = "NETMOE_SEGMENT_DEADLINE_MS")]
+    pub segment_deadline_ms: Option<u64>,
+    /// Fusion: stitch (keep every passage) or model (the paper's prompt) [default: stitch].
+    #[arg(long, env = "NETMOE_FUSION")]
+    pub fusion: Option<String>,
+    /// Offer the coordinator's own expert to routing policies [default: true].
+    #[arg(long, env = "NETMOE_LOCAL_CANDIDATE")]
+    pub local_candidate: Option<bool>,
+    /// Heartbeat period asked of nodes, ms [default: 1000].
+    #[arg(long, env = "NETMOE_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Silence after which a node is dropped, ms [default: 3000].
+    #[arg(long, env = "NETMOE_LIVENESS_MS")]
+    pub liveness_ms: Option<u64>,
+    /// Channel bandwidth B, Hz [default: 10000].
+    #[arg(long, env = "NETMOE_BANDWIDTH_HZ")]
+    pub bandwidth_hz: Option<f64>,
+    /// Transmit power, W [default: 0.2].
+    #[arg(long, env = "NETMOE_TX_POWER_W")]
+    pub tx_power_w: Option<f64>,
+    /// Compute cost per word κ_c [default: 0.01].
+    #[arg(long, env = "NETMOE_COMPUTE_PER_WORD")]
+    pub compute_per_word: Option<f64>,
+    /// Weight of compute cost in the reward λ_c [default: 1].
+    #[arg(long, env = "NETMOE_LAMBDA_COMPUTE")]
+    pub lambda_compute: Option<f64>,
+    /// Weight of simulated transfer seconds in the reward λ_t [default: 2].
+    #[arg(long, env = "NETMOE_LAMBDA_TRANSFER")]
+    pub lambda_transfer: Option<f64>,
+    /// Time in-flight requests get after SIGINT/SIGTERM, ms [default: 30000].
+    #[arg(long, env = "NETMOE_GRACE_MS")]
+    pub grace_ms: Option<u64>,
+    /// Model cache directory [default: ~/.cache/netmoe].
+    #[arg(long, env = "NETMOE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    model: Option<String>,
+    threads: Option<u32>,
+    policy: Option<String>,
+    judge: Option<String>,
+    judge_url: Option<String>,
+    judge_model: Option<String>,
+    max_segments: Option<u32>,
+    segment_deadline_ms: Option<u64>,
+    fusion: Option<String>,
+    local_candidate: Option<bool>,
+    heartbeat_ms: Option<u64>,
+    liveness_ms: Option<u64>,
+    grace_ms: Option<u64>,
+    cache_dir: Option<PathBuf>,
+    cost: Option<CostModel>,
+}
+
+/// Which judge scores texts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JudgeChoice {
+    /// The combined-signal default.
+    Heuristic,
+    /// The paper's prompt on the coordinator's model.
+    Local,
+    /// An OpenAI-compatible endpoint.
+    OpenAi {
+        /// Base URL.
+        url: String,
+        /// API key.
+        key: Option<String>,
+        /// Model name.
+        model: String,
+    },
+}
+
+/// Resolved configuration.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Model spec.
+    pub model: String,
+    /// llama.cpp threads.
+    pub threads: u32,
+    /// Default policy.
+    pub policy: String,
+    /// Judge.
+    pub judge: JudgeChoice,
+    /// Default K.
+    pub max_segments: u32,
+    /// Segment budget.
+    pub segment_deadline: Duration,
+    /// Fusion mode.
+    pub fusion: FusionMode,
+    /// Local expert as a candidate.
+    pub local_candidate: bool,
+    /// Heartbeat period.
+    pub heartbeat: Duration,
+    /// Liveness timeout.
+    pub liveness: Duration,
+    /// Cost model.
+    pub cost: CostModel,
+    /// Grace period.
+    pub grace: Duration,
+    /// Model cache.
+    pub cache_dir: PathBuf,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or parsed.
+    #[error("config file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {key}: {message}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let err = |message: String| ConfigError::File {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| err(e.message().to_owned()))
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl ServeArgs {
+    /// Resolves flags over the file over the defaults.
+    pub fn resolve(self) -> Result<CoordinatorConfig, ConfigError> {
+        let f = match &self.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let base = f.cost.unwrap_or_default();
+        let cost = CostModel {
+            bandwidth_hz: self.bandwidth_hz.unwrap_or(base.bandwidth_hz),
+            tx_power_w: self.tx_power_w.unwrap_or(base.tx_power_w),
+            compute_per_word: self.compute_per_word.unwrap_or(base.compute_per_word),
+            lambda_compute: self.lambda_compute.unwrap_or(base.lambda_compute),
+            lambda_transfer: self.lambda_transfer.unwrap_or(base.lambda_transfer),
+        };
+        if !(cost.bandwidth_hz > 0.0 && cost.bandwidth_hz.is_finite()) {
+            return Err(invalid("bandwidth_hz", "must be a positive number"));
+        }
+        let judge_name = self
+            .judge
+            .or(f.judge)
+            .unwrap_or_else(|| DEFAULT_JUDGE.into());
+        let judge = match judge_name.as_str() {
+            "heuristic" => JudgeChoice::Heuristic,
+            "local" => JudgeChoice::Local,
+            "openai" => JudgeChoice::OpenAi {
+                url: self
+                    .judge_url
+                    .or(f.judge_url)
+                    .ok_or_else(|| invalid("judge_url", "the openai judge needs --judge-url"))?,
+                key: self.judge_key,
+                model: self
+                    .judge_model
+                    .or(f.judge_model)
+                    .unwrap_or_else(|| "gpt-4o-mini".into()),
+            },
+            other => {
+                return Err(invalid(
+                    "judge",
+                    format!("{other:?}: use heuristic, local or openai"),
+                ));
+            }
+        };
+        let max_segments = self
+            .max_segments
+            .or(f.max_segments)
+            .unwrap_or(DEFAULT_MAX_SEGMENTS);
+        if max_segments == 0 || max_segments as usize > crate::gate::MAX_SEGMENTS {
+            return Err(invalid(
+                "max_segments",
+                format!("{max_segments} is not in 1..=8"),
+            ));
+        }
+        let fusion = self
+            .fusion
+            .or(f.fusion)
+            .map_or(Ok(FusionMode::default()), |s| s.parse())
+            .map_err(|e: String| invalid("fusion", e))?;
+        let ms = |v: Option<u64>, d: Duration| v.map_or(d, |m| Duration::from_millis(m.max(1)));
+        Ok(CoordinatorConfig {
+            listen: self
+                .listen
+                .or(f.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            model: self.model.or(f.model).unwrap_or_else(|| "default".into()),
+            threads: self
+                .threads
+                .or(f.threads)
+                .unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+                })
+                .max(1),
+            policy: self
+                .policy
+                .or(f.policy)
+                .unwrap_or_else(|| DEFAULT_POLICY.into()),
+            judge,
+            max_segments,
+            segment_deadline: ms(
+                self.segment_deadline_ms.or(f.segment_deadline_ms),
+                DEFAULT_SEGMENT_DEADLINE,
+            ),
+            fusion,
+            local_candidate: self.local_candidate.or(f.local_candidate).unwrap_or(true),
+            heartbeat: ms(
+                self.heartbeat_ms.or(f.heartbeat_ms),
+                DEFAULT_HEARTBEAT_INTERVAL,
+            ),
+            liveness: ms(self.liveness_ms.or(f.liveness_ms), DEFAULT_LIVENESS_TIMEOUT),
+            cost,
+            grace: ms(self.grace_ms.or(f.grace_ms), DEFAULT_GRACE),
+            cache_dir: self
+                .cache_dir
+                .or(f.cache_dir)
+                .unwrap_or_else(netmoe_common::fetch::cache_dir),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_and_validates() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.policy, DEFAULT_POLICY);
+        assert_eq!(c.judge, JudgeChoice::Heuristic);
+        assert_eq!(c.cost, CostModel::default());
+        let bad = ServeArgs {
+            judge: Some("openai".into()),
+            ..Default::default()
+        };
+        assert!(bad.resolve().unwrap_err().to_string().contains("judge-url"));
+        let bad = ServeArgs {
+            max_segments: Some(9),
+            ..Default::default()
+        };
+        assert!(bad.resolve().is_err());
+    }
+}

@@ -1,0 +1,283 @@
+//! Dispatch: run every segment on its chosen expert in parallel, each
+//! under a deadline, falling back once to the next-best live candidate
+//! when a node fails or does not answer in time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use netmoe_edge_node::NodeState;
+use netmoe_edge_node::engine::EngineEvent;
+use netmoe_proto::v1::{self, edge_node_client::EdgeNodeClient, generate_event::Event};
+use prost::Message;
+
+use crate::policy::{Choice, SegmentView};
+use crate::registry::Registry;
+
+/// Tries per segment: the chosen expert, then one fallback.
+pub const MAX_ATTEMPTS: usize = 2;
+/// Time granted beyond a segment's generation budget for the answer to
+/// arrive before the attempt counts as timed out.
+pub const DEADLINE_SLACK: Duration = Duration::from_secs(5);
+/// gRPC framing bytes per message.
+const FRAME: u64 = 5;
+
+/// What one segment asks of an expert.
+#[derive(Debug, Clone)]
+pub struct SegmentJob {
+    /// The segment text.
+    pub segment: String,
+    /// The whole prompt.
+    pub context: String,
+    /// Tokens at most (None: the expert's default).
+    pub max_tokens: Option<u32>,
+    /// Generation budget.
+    pub deadline: Duration,
+    /// Sampling seed.
+    pub seed: Option<u32>,
+    /// Request id for logs.
+    pub request_id: String,
+}
+
+/// What came back for one segment.
+#[derive(Debug, Clone, Default)]
+pub struct SegmentOutcome {
+    /// Index of the candidate that answered (or was tried last).
+    pub candidate: usize,
+    /// Its target id.
+    pub target: String,
+    /// Generated text (empty on failure).
+    pub text: String,
+    /// Node's final accounting, when it answered.
+    pub fin: Option<v1::GenerateFinal>,
+    /// Request bytes sent, gRPC framing included.
+    pub bytes_up: u64,
+    /// Response bytes received, counted here from the messages.
+    pub bytes_down: u64,
+    /// Send to final message.
+    pub latency: Duration,
+    /// Tries made.
+    pub attempts: u32,
+    /// Failure after the last try.
+    pub error: Option<String>,
+}
+
+impl SegmentOutcome {
+    /// Seconds the expert spent on it (queue, prompt, generation).
+    pub fn model_seconds(&self) -> f64 {
+        self.fin.as_ref().map_or(0.0, |f| {
+            f.queue_seconds + f.prompt_eval_seconds + f.generation_seconds
+        })
+    }
+}
+
+/// Runs segments on edge nodes (over gRPC) or the local expert.
+pub struct Dispatcher {
+    registry: Arc<Registry>,
+    local: Option<Arc<NodeState>>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over the registry and, optionally, the local expert.
+    pub fn new(registry: Arc<Registry>, local: Option<Arc<NodeState>>) -> Self {
+        Self { registry, local }
+    }
+
+    /// Runs all segments concurrently; outcomes come back in segment order.
+    pub async fn run_all(
+        &self,
+        views: &[SegmentView],
+        choices: &[Choice],
+        jobs: &[SegmentJob],
+    ) -> Vec<SegmentOutcome> {
+        let futs = views
+            .iter()
+            .zip(choices)
+            .zip(jobs)
+            .map(|((v, c), j)| self.run_segment(v, c, j));
+        futures::future::join_all(futs).await
+    }
+
+    async fn run_segment(
+        &self,
+        view: &SegmentView,
+        choice: &Choice,
+        job: &SegmentJob,
+    ) -> SegmentOutcome {
+        let mut last = SegmentOutcome::default();
+        let mut attempts = 0;
+        for &ci in &choice.ranking {
+            if attempts as usize >= MAX_ATTEMPTS {
+                break;
+            }
+            let cand = &view.candidates[ci];
+            let node = if cand.local {
+                None
+            } else {
+                match self
+                    .registry
+                    .live()
+                    .into_iter()
+                    .find(|n| n.id() == cand.target)
+                {
+                    Some(n) => Some(n),
+                    None => continue, // dropped since routing: not a try
+                }
+            };
+            attempts += 1;
+            let started = Instant::now();
+            let result = match node {
+                None => self.run_local(job).await,
+                Some(n) => run_remote(n.channel.clone(), job).await,
+            };
+            let mut out = match result {
+                Ok(out) => out,
+                Err((err, bytes_up, unreachable)) => {
+                    if unreachable {
+                        self.registry.mark_down(&cand.target);
+                    }
+                    tracing::warn!(segment = view.index, target = %cand.target, error = %err, "segment attempt failed");
+                    SegmentOutcome {
+                        bytes_up,
+                        error: Some(format!("{}: {err}", cand.target)),
+                        ..Default::default()
+                    }
+                }
+            };
+            out.candidate = ci;
+            out.target = cand.target.clone();
+            out.attempts = attempts;
+            out.latency = started.elapsed();
+            if out.error.is_none() {
+                return out;
+            }
+            last = out;
+        }
+        if attempts == 0 {
+            last.error = Some("no live candidate for this segment".into());
+        }
+        last
+    }
+
+    async fn run_local(&self, job: &SegmentJob) -> Result<SegmentOutcome, (String, u64, bool)> {
+        let state = self
+            .local
+            .as_ref()
+            .ok_or(("no local expert".to_owned(), 0, false))?;
+        let req = request(job);
+        let gen_job = state.job(&req).map_err(|e| (e.to_string(), 0, false))?;
+        let mut generation = state
+            .engine
+            .submit(gen_job)
+            .map_err(|e| (e.to_string(), 0, false))?;
+        let deadline = tokio::time::Instant::now() + job.deadline + DEADLINE_SLACK;
+        loop {
+            let ev = tokio::time::timeout_at(deadline, generation.next())
+                .await
+                .map_err(|_| ("local expert timed out".to_owned(), 0, false))?;
+            match ev {
+                Some(EngineEvent::Piece { .. }) => {}
+                Some(EngineEvent::Done(s)) => {
+                    let words = s.text.split_whitespace().count() as u32;
+                    let fin = v1::GenerateFinal {
+                        request_id: job.request_id.clone(),
+                        words,
+                        prompt_tokens: s.prompt_tokens,
+                        generated_tokens: s.generated_tokens,
+                        queue_seconds: s.queue.as_secs_f64(),
+                        prompt_eval_seconds: s.prompt_eval.as_secs_f64(),
+                        generation_seconds: s.generation.as_secs_f64(),
+                        node_id: crate::policy::LOCAL_TARGET.into(),
+                        text: s.text.clone(),
+                        ..Default::default()
+                    };
+                    return Ok(SegmentOutcome {
+                        text: s.text,
+                        fin: Some(fin),
+                        ..Default::default()
+                    });
+                }
+                Some(EngineEvent::Failed(e)) => return Err((e.to_string(), 0, false)),
+                None => return Err(("local expert stopped".into(), 0, false)),
+            }
+        }
+    }
+}
+
+fn request(job: &SegmentJob) -> v1::GenerateRequest {
+    v1::GenerateRequest {
+        request_id: job.request_id.clone(),
+        segment: job.segment.clone(),
+        context: job.context.clone(),
+        max_tokens: job.max_tokens,
+        sampling: job.seed.map(|s| v1::SamplingParams {
+            seed: Some(s),
+            ..Default::default()
+        }),
+        deadline_ms: Some(job.deadline.as_millis().min(u128::from(u32::MAX)) as u32),
+        ignore_eos: false,
+    }
+}
+
+/// One gRPC attempt. Errors carry the bytes already sent and whether the
+/// node looked unreachable (so the registry drops it).
+async fn run_remote(
+    channel: tonic::transport::Channel,
+    job: &SegmentJob,
+) -> Result<SegmentOutcome, (String, u64, bool)> {
+    let req = request(job);
+    let bytes_up = req.encoded_len() as u64 + FRAME;
+    let mut grpc = tonic::Request::new(req);
+    grpc.set_timeout(job.deadline + DEADLINE_SLACK);
+    let unreachable =
+        |s: &tonic::Status| matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown);
+    let mut client = EdgeNodeClient::new(channel);
+    let overall = tokio::time::Instant::now() + job.deadline + DEADLINE_SLACK;
+    let mut stream = match tokio::time::timeout_at(overall, client.generate(grpc)).await {
+        Err(_) => return Err(("no answer before the deadline".into(), bytes_up, false)),
+        Ok(Err(s)) => {
+            return Err((
+                format!("{}: {}", s.code(), s.message()),
+                bytes_up,
+                unreachable(&s),
+            ));
+        }
+        Ok(Ok(r)) => r.into_inner(),
+    };
+    let mut bytes_down = 0;
+    let mut text = String::new();
+    loop {
+        let ev = match tokio::time::timeout_at(overall, stream.next()).await {
+            Err(_) => return Err(("stream stalled past the deadline".into(), bytes_up, false)),
+            Ok(None) => {
+                return Err((
+                    "stream ended without a final message".into(),
+                    bytes_up,
+                    true,
+                ));
+            }
+            Ok(Some(Err(s))) => {
+                return Err((
+                    format!("{}: {}", s.code(), s.message()),
+                    bytes_up,
+                    unreachable(&s),
+                ));
+            }
+            Ok(Some(Ok(ev))) => ev,
+        };
+        bytes_down += ev.encoded_len() as u64 + FRAME;
+        match ev.event {
+            Some(Event::Piece(p)) => text.push_str(&p.text),
+            Some(Event::Final(f)) => {
+                return Ok(SegmentOutcome {
+                    text: f.text.clone(),
+                    fin: Some(f),
+                    bytes_up,
+                    bytes_down,
+                    ..Default::default()
+                });
+            }
+            None => {}
+        }
+    }
+}

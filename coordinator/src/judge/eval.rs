@@ -1,0 +1,238 @@
+//! How well a judge separates good from corrupted text: the fraction of
+//! labelled pairs it ranks the right way round, overall and per corruption.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use super::corrupt::CorruptionKind;
+use super::dataset::JudgePair;
+use super::{Judge, JudgeError, JudgeInput};
+
+/// Pairwise accuracy on one group of pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct GroupStats {
+    /// Pairs in the group.
+    pub pairs: usize,
+    /// Pairs where the good text scored strictly higher (ties are wrong:
+    /// a judge that cannot tell the texts apart has not ranked them).
+    pub correct: usize,
+    /// Mean score of the good texts.
+    pub mean_good: f64,
+    /// Mean score of the corrupted texts.
+    pub mean_corrupted: f64,
+}
+
+impl GroupStats {
+    /// `correct / pairs` (0 for an empty group).
+    pub fn accuracy(&self) -> f64 {
+        if self.pairs == 0 {
+            0.0
+        } else {
+            self.correct as f64 / self.pairs as f64
+        }
+    }
+
+    fn from_scores(scores: &[(f64, f64)]) -> Self {
+        let n = scores.len();
+        let mean = |f: fn(&(f64, f64)) -> f64| {
+            if n == 0 {
+                0.0
+            } else {
+                scores.iter().map(f).sum::<f64>() / n as f64
+            }
+        };
+        Self {
+            pairs: n,
+            correct: scores.iter().filter(|(g, c)| g > c).count(),
+            mean_good: mean(|s| s.0),
+            mean_corrupted: mean(|s| s.1),
+        }
+    }
+}
+
+/// A judge's pairwise accuracy on a labelled set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccuracyReport {
+    /// The judge's name.
+    pub judge: String,
+    /// All pairs.
+    pub overall: GroupStats,
+    /// One row per corruption kind present, in [`CorruptionKind::ALL`] order.
+    pub per_kind: Vec<(CorruptionKind, GroupStats)>,
+    /// `(pair id, kind, good score, corrupted score)` of each pair ranked
+    /// wrongly, to see what a judge misses.
+    pub misses: Vec<(String, CorruptionKind, f64, f64)>,
+    /// Distinct texts scored (identical `(task, text)` inputs are scored once).
+    pub texts_scored: usize,
+    /// Wall time of the scoring.
+    pub elapsed: Duration,
+}
+
+impl AccuracyReport {
+    /// A readable table: one row per kind and an overall row, then the
+    /// misses.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<12} {:>5} {:>8} {:>9} {:>9}",
+            "corruption", "pairs", "accuracy", "mean good", "mean bad"
+        );
+        let mut row = |name: &str, s: &GroupStats| {
+            let _ = writeln!(
+                out,
+                "{:<12} {:>5} {:>7.1}% {:>9.2} {:>9.2}",
+                name,
+                s.pairs,
+                100.0 * s.accuracy(),
+                s.mean_good,
+                s.mean_corrupted
+            );
+        };
+        for (kind, s) in &self.per_kind {
+            row(kind.as_str(), s);
+        }
+        row("overall", &self.overall);
+        let _ = writeln!(
+            out,
+            "judge {}: {} distinct texts in {:.1} s",
+            self.judge,
+            self.texts_scored,
+            self.elapsed.as_secs_f64()
+        );
+        for (id, kind, g, c) in &self.misses {
+            let _ = writeln!(out, "  miss {id} / {kind}: good {g:.2} <= corrupted {c:.2}");
+        }
+        out
+    }
+}
+
+/// Scores every pair's two texts with `judge` and counts the pairs where the
+/// good text scored strictly higher. Texts are scored one at a time, each
+/// distinct `(task, text)` once (a good passage appears in one pair per
+/// corruption kind).
+pub async fn pairwise_accuracy(
+    judge: &dyn Judge,
+    pairs: &[JudgePair],
+) -> Result<AccuracyReport, JudgeError> {
+    let started = Instant::now();
+    let mut cache: HashMap<(&str, &str), f64> = HashMap::new();
+    let mut scored: Vec<(CorruptionKind, f64, f64)> = Vec::with_capacity(pairs.len());
+    let mut misses = Vec::new();
+    for p in pairs {
+        let mut pair_scores = [0.0; 2];
+        for (slot, text) in [p.good.as_str(), p.corrupted.as_str()]
+            .into_iter()
+            .enumerate()
+        {
+            let key = (p.task.as_str(), text);
+            pair_scores[slot] = match cache.get(&key) {
+                Some(s) => *s,
+                None => {
+                    let s = judge
+                        .score(JudgeInput {
+                            task: &p.task,
+                            text,
+                        })
+                        .await?
+                        .score;
+                    cache.insert(key, s);
+                    s
+                }
+            };
+        }
+        let [g, c] = pair_scores;
+        if g <= c {
+            misses.push((p.id.clone(), p.kind, g, c));
+        }
+        scored.push((p.kind, g, c));
+    }
+    let all: Vec<(f64, f64)> = scored.iter().map(|(_, g, c)| (*g, *c)).collect();
+    let per_kind = CorruptionKind::ALL
+        .into_iter()
+        .filter_map(|k| {
+            let s: Vec<(f64, f64)> = scored
+                .iter()
+                .filter(|(kk, ..)| *kk == k)
+                .map(|(_, g, c)| (*g, *c))
+                .collect();
+            (!s.is_empty()).then(|| (k, GroupStats::from_scores(&s)))
+        })
+        .collect();
+    Ok(AccuracyReport {
+        judge: judge.name().to_owned(),
+        overall: GroupStats::from_scores(&all),
+        per_kind,
+        misses,
+        texts_scored: cache.len(),
+        elapsed: started.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::judge::Verdict;
+
+    /// Scores a text by its length in words, capped at 10.
+    struct WordCount;
+
+    impl Judge for WordCount {
+        fn name(&self) -> &str {
+            "words"
+        }
+        fn score<'a>(
+            &'a self,
+            input: JudgeInput<'a>,
+        ) -> BoxFuture<'a, Result<Verdict, JudgeError>> {
+            let n = input.text.split_whitespace().count().min(10) as f64;
+            Box::pin(async move {
+                Ok(Verdict {
+                    score: n,
+                    parts: vec![],
+                })
+            })
+        }
+    }
+
+    fn pair(good: &str, bad: &str, kind: CorruptionKind) -> JudgePair {
+        JudgePair {
+            id: good.into(),
+            task: "t".into(),
+            good: good.into(),
+            corrupted: bad.into(),
+            kind,
+        }
+    }
+
+    #[tokio::test]
+    async fn counts_ties_as_wrong_and_groups_by_kind() {
+        let pairs = [
+            pair("a b c", "a", CorruptionKind::Truncated),
+            pair("a b", "c d", CorruptionKind::Shuffled),
+            pair("a b c d", "", CorruptionKind::Empty),
+            pair("a", "a b", CorruptionKind::Truncated),
+        ];
+        let r = pairwise_accuracy(&WordCount, &pairs).await.unwrap();
+        assert_eq!(r.overall.pairs, 4);
+        assert_eq!(r.overall.correct, 2);
+        assert_eq!(r.overall.accuracy(), 0.5);
+        assert_eq!(r.per_kind.len(), 3);
+        let trunc = r
+            .per_kind
+            .iter()
+            .find(|(k, _)| *k == CorruptionKind::Truncated)
+            .unwrap()
+            .1;
+        assert_eq!((trunc.pairs, trunc.correct), (2, 1));
+        assert_eq!(trunc.mean_good, 2.0);
+        assert_eq!(r.misses.len(), 2);
+        // "a" and "a b" are scored once though each appears twice.
+        assert_eq!(r.texts_scored, 6);
+        let t = r.table();
+        assert!(t.contains("overall") && t.contains("50.0%"), "{t}");
+    }
+}

@@ -1,0 +1,480 @@
+//! One request end to end: validate, gate, route, dispatch, fuse, judge,
+//! and account for every cost with the one cost model.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use netmoe_common::cost::CostModel;
+use netmoe_edge_node::NodeState;
+use netmoe_proto::v1;
+use tokio::sync::Semaphore;
+
+use crate::dispatch::{Dispatcher, SegmentJob, SegmentOutcome};
+use crate::fusion::Fuser;
+use crate::gate::{Gate, MAX_SEGMENTS, segment};
+use crate::judge::{Judge, JudgeInput};
+use crate::policy::{
+    Candidate, LOCAL_TARGET, RouteContext, RoutingPolicy, SegmentView, WORDS_PER_TOKEN, estimate,
+};
+use crate::registry::Registry;
+
+/// Largest prompt accepted, in bytes.
+pub const MAX_PROMPT_BYTES: usize = 4096;
+/// Default number of segments a prompt may be split into.
+pub const DEFAULT_MAX_SEGMENTS: u32 = 4;
+/// Default generation budget of one segment.
+pub const DEFAULT_SEGMENT_DEADLINE: Duration = Duration::from_secs(60);
+/// Requests answered at once; more get RESOURCE_EXHAUSTED.
+pub const DEFAULT_MAX_CONCURRENT_ASKS: usize = 4;
+/// Tokens assumed for an expert that does not say.
+const FALLBACK_MAX_TOKENS: u32 = 96;
+
+/// Why a request was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// Nothing to answer.
+    #[error("prompt is empty")]
+    EmptyPrompt,
+    /// Prompt over the byte limit.
+    #[error("prompt is {bytes} bytes; the limit is {limit}")]
+    PromptTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// K out of range.
+    #[error("max_segments {0} is out of range 1..={MAX_SEGMENTS}")]
+    BadSegmentCount(u32),
+    /// A per-segment budget of zero.
+    #[error("segment_deadline_ms must be at least 1")]
+    ZeroDeadline,
+    /// max_tokens 0.
+    #[error("max_tokens must be at least 1")]
+    ZeroTokens,
+    /// Unknown policy.
+    #[error("unknown policy {name:?}; known: {known}")]
+    UnknownPolicy {
+        /// As asked.
+        name: String,
+        /// Known names.
+        known: String,
+    },
+    /// Nobody to route to.
+    #[error(
+        "no live edge nodes (and policy {0:?} needs them); start edge nodes with --coordinator pointing here"
+    )]
+    NoLiveNodes(String),
+    /// Too many requests in flight.
+    #[error("coordinator is answering {0} requests already; retry later")]
+    Busy(usize),
+    /// Every segment failed.
+    #[error("every segment failed: {0}")]
+    AllFailed(String),
+    /// The gate's model failed.
+    #[error("gate: {0}")]
+    Gate(#[from] crate::analyzer::AnalyzerError),
+    /// Fusion failed.
+    #[error("fusion: {0}")]
+    Fusion(#[from] crate::fusion::FusionError),
+    /// The judge failed.
+    #[error("judge: {0}")]
+    Judge(#[from] crate::judge::JudgeError),
+}
+
+impl From<AskError> for tonic::Status {
+    fn from(e: AskError) -> Self {
+        use tonic::Code;
+        let code = match &e {
+            AskError::EmptyPrompt
+            | AskError::PromptTooLarge { .. }
+            | AskError::BadSegmentCount(_)
+            | AskError::ZeroDeadline
+            | AskError::ZeroTokens
+            | AskError::UnknownPolicy { .. } => Code::InvalidArgument,
+            AskError::NoLiveNodes(_) | AskError::AllFailed(_) => Code::Unavailable,
+            AskError::Busy(_) => Code::ResourceExhausted,
+            AskError::Gate(_) | AskError::Fusion(_) | AskError::Judge(_) => Code::Internal,
+        };
+        tonic::Status::new(code, e.to_string())
+    }
+}
+
+/// Settings of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Segments when a request does not say.
+    pub max_segments: u32,
+    /// Policy when a request does not say.
+    pub default_policy: String,
+    /// Generation budget per segment.
+    pub segment_deadline: Duration,
+    /// The cost model.
+    pub cost: CostModel,
+    /// Offer the local expert as a routing candidate.
+    pub local_candidate: bool,
+}
+
+/// Everything a request needs, shared across requests.
+pub struct Pipeline {
+    /// Node registry.
+    pub registry: Arc<Registry>,
+    /// The gate.
+    pub gate: Gate,
+    /// Routing policies by name.
+    pub policies: HashMap<String, Arc<dyn RoutingPolicy>>,
+    /// Segment dispatch.
+    pub dispatcher: Dispatcher,
+    /// Fusion.
+    pub fuser: Fuser,
+    /// The judge.
+    pub judge: Box<dyn Judge>,
+    /// The coordinator's own expert.
+    pub local: Option<Arc<NodeState>>,
+    /// Settings.
+    pub config: PipelineConfig,
+    /// Bounds concurrent requests.
+    pub limit: Semaphore,
+}
+
+/// Seconds of a duration.
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl Pipeline {
+    fn validate(
+        &self,
+        req: &v1::AskRequest,
+    ) -> Result<(String, usize, Arc<dyn RoutingPolicy>), AskError> {
+        let prompt = req.prompt.trim();
+        if prompt.is_empty() {
+            return Err(AskError::EmptyPrompt);
+        }
+        if req.prompt.len() > MAX_PROMPT_BYTES {
+            return Err(AskError::PromptTooLarge {
+                bytes: req.prompt.len(),
+                limit: MAX_PROMPT_BYTES,
+            });
+        }
+        let k = req.max_segments.unwrap_or(self.config.max_segments);
+        if k == 0 || k as usize > MAX_SEGMENTS {
+            return Err(AskError::BadSegmentCount(k));
+        }
+        if req.segment_deadline_ms == Some(0) {
+            return Err(AskError::ZeroDeadline);
+        }
+        if req.max_tokens == Some(0) {
+            return Err(AskError::ZeroTokens);
+        }
+        let name = if req.policy.is_empty() {
+            &self.config.default_policy
+        } else {
+            &req.policy
+        };
+        let policy = self.policies.get(name).cloned().ok_or_else(|| {
+            let mut known: Vec<_> = self.policies.keys().cloned().collect();
+            known.sort();
+            AskError::UnknownPolicy {
+                name: name.clone(),
+                known: known.join(", "),
+            }
+        })?;
+        Ok((prompt.to_owned(), k as usize, policy))
+    }
+
+    /// Answers one request.
+    pub async fn ask(&self, req: v1::AskRequest) -> Result<v1::AskResponse, AskError> {
+        let (prompt, k, policy) = self.validate(&req)?;
+        let _permit = self
+            .limit
+            .try_acquire()
+            .map_err(|_| AskError::Busy(DEFAULT_MAX_CONCURRENT_ASKS))?;
+        let t0 = Instant::now();
+        let request_id = format!("{:016x}", rand::random::<u64>());
+        let seed = req.seed.unwrap_or_else(rand::random);
+
+        // Gate.
+        let nodes = self.registry.live();
+        let local_ok =
+            self.local.is_some() && (self.config.local_candidate || policy.name() == "local");
+        if nodes.is_empty() && policy.name() != "local" {
+            return Err(AskError::NoLiveNodes(policy.name().to_owned()));
+        }
+        let segments = segment(&prompt, k);
+        let mut targets: Vec<Candidate> = nodes
+            .iter()
+            .map(|n| {
+                let max = req.max_tokens.unwrap_or_else(|| {
+                    n.info
+                        .profile
+                        .as_ref()
+                        .map_or(FALLBACK_MAX_TOKENS, |p| p.default_max_tokens)
+                });
+                let load =
+                    f64::from(n.load.active + n.load.queued) / f64::from(n.load.slots.max(1));
+                Candidate {
+                    target: n.id().to_owned(),
+                    expert: n.expert().to_owned(),
+                    local: false,
+                    relevance: 0.0,
+                    gate_weight: 0.0,
+                    snr_db: n.snr.snr_db,
+                    tokens_per_second: n.tokens_per_second,
+                    load,
+                    expected_words: f64::from(max) * WORDS_PER_TOKEN,
+                }
+            })
+            .collect();
+        let mut domains: Vec<String> = nodes.iter().map(|n| n.domain().to_owned()).collect();
+        if let Some(local) = self.local.as_ref().filter(|_| local_ok) {
+            let l = local.engine.load();
+            targets.push(Candidate {
+                target: LOCAL_TARGET.into(),
+                expert: local.profile.name.clone(),
+                local: true,
+                relevance: 0.0,
+                gate_weight: 0.0,
+                snr_db: 0.0,
+                tokens_per_second: local.engine.tokens_per_second(),
+                load: f64::from(l.active + l.queued) / f64::from(l.slots.max(1)),
+                expected_words: f64::from(
+                    req.max_tokens.unwrap_or(local.profile.default_max_tokens),
+                ) * WORDS_PER_TOKEN,
+            });
+            domains.push(local.profile.domain.clone());
+        }
+        let domain_refs: Vec<&str> = domains.iter().map(String::as_str).collect();
+        let rel = self.gate.relevance(&segments, &domain_refs).await?;
+        let views: Vec<SegmentView> = segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SegmentView {
+                index: i,
+                text: s.clone(),
+                candidates: targets
+                    .iter()
+                    .enumerate()
+                    .map(|(e, c)| Candidate {
+                        relevance: rel.cosine[i][e],
+                        gate_weight: rel.weights[i][e],
+                        ..c.clone()
+                    })
+                    .collect(),
+            })
+            .collect();
+        let t_gate = t0.elapsed();
+
+        // Route.
+        let t1 = Instant::now();
+        let choices = policy.route(
+            &views,
+            &RouteContext {
+                cost: &self.config.cost,
+                seed,
+            },
+        );
+        let t_route = t1.elapsed();
+
+        // Dispatch.
+        let t2 = Instant::now();
+        let deadline = req
+            .segment_deadline_ms
+            .map_or(self.config.segment_deadline, |ms| {
+                Duration::from_millis(u64::from(ms))
+            });
+        let jobs: Vec<SegmentJob> = segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SegmentJob {
+                segment: s.clone(),
+                context: prompt.clone(),
+                max_tokens: req.max_tokens,
+                deadline,
+                seed: Some((seed as u32).wrapping_add(i as u32)),
+                request_id: format!("{request_id}-{i}"),
+            })
+            .collect();
+        let outcomes = self.dispatcher.run_all(&views, &choices, &jobs).await;
+        let t_dispatch = t2.elapsed();
+        if outcomes.iter().all(|o| o.error.is_some()) {
+            let errs: Vec<_> = outcomes.iter().filter_map(|o| o.error.clone()).collect();
+            return Err(AskError::AllFailed(errs.join("; ")));
+        }
+
+        // Fuse.
+        let t3 = Instant::now();
+        let passages: Vec<String> = outcomes
+            .iter()
+            .filter(|o| o.error.is_none())
+            .map(|o| o.text.clone())
+            .collect();
+        let fused = self.fuser.fuse(&prompt, &passages).await?;
+        let t_fusion = t3.elapsed();
+
+        // Judge every passage against its segment, and the story.
+        let t4 = Instant::now();
+        let mut scores = Vec::with_capacity(outcomes.len());
+        for (o, s) in outcomes.iter().zip(&segments) {
+            let score = if o.error.is_some() {
+                0.0
+            } else {
+                self.judge
+                    .score(JudgeInput {
+                        task: s,
+                        text: &o.text,
+                    })
+                    .await?
+                    .score
+            };
+            scores.push(score);
+        }
+        let story_score = self
+            .judge
+            .score(JudgeInput {
+                task: &prompt,
+                text: &fused.text,
+            })
+            .await?
+            .score;
+        let t_judge = t4.elapsed();
+
+        // Account.
+        let reports: Vec<v1::SegmentReport> = views
+            .iter()
+            .zip(&choices)
+            .zip(&outcomes)
+            .zip(&scores)
+            .map(|(((v, c), o), &score)| self.report(v, c, o, score))
+            .collect();
+        let totals = totals(&reports);
+        let total = t0.elapsed();
+        let slowest_model = outcomes
+            .iter()
+            .map(SegmentOutcome::model_seconds)
+            .fold(0.0, f64::max);
+        let gate_model = secs(t_gate);
+        let model_s = gate_model + slowest_model + secs(fused.model_time) + secs(t_judge);
+        Ok(v1::AskResponse {
+            request_id,
+            policy: policy.name().to_owned(),
+            judge: self.judge.name().to_owned(),
+            story: fused.text.clone(),
+            score: story_score,
+            fusion_coverage: fused.min_coverage(),
+            partial: reports.iter().any(|r| !r.error.is_empty()),
+            segments: reports,
+            totals: Some(totals),
+            timings: Some(v1::Timings {
+                gate_s: secs(t_gate),
+                route_s: secs(t_route),
+                dispatch_s: secs(t_dispatch),
+                fusion_s: secs(t_fusion),
+                judge_s: secs(t_judge),
+                total_s: secs(total),
+                model_s,
+                overhead_s: (secs(total) - model_s).max(0.0),
+            }),
+        })
+    }
+
+    fn report(
+        &self,
+        v: &SegmentView,
+        c: &crate::policy::Choice,
+        o: &SegmentOutcome,
+        score: f64,
+    ) -> v1::SegmentReport {
+        let cost = &self.config.cost;
+        let cand = &v.candidates[o.candidate.min(v.candidates.len() - 1)];
+        let fin = o.fin.clone().unwrap_or_default();
+        let words = fin.words;
+        let snr_db = fin.snr.as_ref().map_or(cand.snr_db, |s| s.snr_db);
+        let bits = if cand.local {
+            0
+        } else {
+            (o.bytes_up + o.bytes_down) * 8
+        };
+        let r = cost.reward(score, words, bits, snr_db);
+        let model_seconds = o.model_seconds();
+        let candidates = c
+            .ranking
+            .iter()
+            .map(|&i| {
+                let x = &v.candidates[i];
+                let e = estimate(x, &v.candidates, cost);
+                v1::Candidate {
+                    target: x.target.clone(),
+                    expert: x.expert.clone(),
+                    relevance: x.relevance,
+                    gate_weight: x.gate_weight,
+                    snr_db: x.snr_db,
+                    rate_bps: e.rate_bps,
+                    expected_words: x.expected_words,
+                    expected_compute_cost: e.compute_cost,
+                    expected_transfer_s: e.transfer_s,
+                    value: c.values[i],
+                }
+            })
+            .collect();
+        let explanation = if o.attempts > 1 {
+            format!(
+                "{} | first choice failed; retried on {}",
+                c.explanation, cand.target
+            )
+        } else {
+            c.explanation.clone()
+        };
+        v1::SegmentReport {
+            index: v.index as u32,
+            segment: v.text.clone(),
+            target: cand.target.clone(),
+            expert: cand.expert.clone(),
+            text: o.text.clone(),
+            relevance: cand.relevance,
+            gate_weight: cand.gate_weight,
+            snr_db: if cand.local { 0.0 } else { snr_db },
+            rate_bps: if cand.local { 0.0 } else { r.transfer.rate_bps },
+            words,
+            prompt_tokens: fin.prompt_tokens,
+            generated_tokens: fin.generated_tokens,
+            score,
+            compute_cost: r.compute_cost,
+            payload_bits: bits,
+            sim_transfer_s: r.transfer.seconds,
+            sim_energy_j: r.transfer.energy_j,
+            measured_bytes_up: o.bytes_up,
+            measured_bytes_down: o.bytes_down,
+            measured_transfer_s: if cand.local {
+                0.0
+            } else {
+                (secs(o.latency) - model_seconds).max(0.0)
+            },
+            latency_s: secs(o.latency),
+            model_seconds,
+            reward: r.reward,
+            candidates,
+            explanation,
+            attempts: o.attempts,
+            error: o.error.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Sums of the per-segment costs.
+pub fn totals(reports: &[v1::SegmentReport]) -> v1::Totals {
+    let mut t = v1::Totals::default();
+    for r in reports {
+        t.words += r.words;
+        t.generated_tokens += r.generated_tokens;
+        t.compute_cost += r.compute_cost;
+        t.payload_bits += r.payload_bits;
+        t.sim_transfer_s += r.sim_transfer_s;
+        t.sim_energy_j += r.sim_energy_j;
+        t.measured_bytes += r.measured_bytes_up + r.measured_bytes_down;
+        t.measured_transfer_s += r.measured_transfer_s;
+        t.reward += r.reward;
+    }
+    t
+}

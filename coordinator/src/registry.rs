@@ -1,0 +1,284 @@
+//! The node registry: who registered, where to reach them, their last
+//! channel and load reports, and whether they are live.
+//!
+//! A node is live while its heartbeats arrive within the liveness timeout,
+//! and until a dispatch finds it unreachable. A dropped node stays listed
+//! (not live) and is accepted back when it registers again; a heartbeat
+//! from a node the registry does not consider live answers `known = false`
+//! so the node re-registers with fresh info.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use netmoe_proto::v1;
+use tonic::transport::{Channel, Endpoint};
+
+/// Default heartbeat period asked of nodes.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(1000);
+/// Default silence after which a node is dropped (three missed beats).
+pub const DEFAULT_LIVENESS_TIMEOUT: Duration = Duration::from_millis(3000);
+/// Most nodes the registry holds; registration beyond it is refused.
+pub const MAX_NODES: usize = 1024;
+
+/// A registration the registry refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The request lacked node info or an id.
+    #[error("registration needs node info with a non-empty node_id")]
+    MissingId,
+    /// The endpoint is not a usable URI.
+    #[error("endpoint {endpoint:?} is not a valid http(s) URI: {reason}")]
+    BadEndpoint {
+        /// As given.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
+    /// The registry is full.
+    #[error("registry is full ({0} nodes)")]
+    Full(usize),
+}
+
+/// What the coordinator knows of one node.
+#[derive(Debug, Clone)]
+pub struct NodeEntry {
+    /// The node's self-description at registration.
+    pub info: v1::NodeInfo,
+    /// Where to dial it.
+    pub endpoint: String,
+    /// A lazily connected channel to it (reconnects by itself).
+    pub channel: Channel,
+    /// Last heartbeat or registration.
+    pub last_seen: Instant,
+    /// Latest SNR report.
+    pub snr: v1::SnrReport,
+    /// Latest load.
+    pub load: v1::Load,
+    /// Latest speed.
+    pub tokens_per_second: f64,
+    /// Believed reachable.
+    pub live: bool,
+}
+
+impl NodeEntry {
+    /// The node id.
+    pub fn id(&self) -> &str {
+        &self.info.node_id
+    }
+
+    /// The expert's name.
+    pub fn expert(&self) -> &str {
+        self.info.profile.as_ref().map_or("", |p| p.name.as_str())
+    }
+
+    /// The expert's domain description.
+    pub fn domain(&self) -> &str {
+        self.info.profile.as_ref().map_or("", |p| p.domain.as_str())
+    }
+}
+
+/// The registry; share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Registry {
+    nodes: RwLock<HashMap<String, NodeEntry>>,
+    /// Heartbeat period asked of nodes.
+    pub heartbeat_interval: Duration,
+    /// Silence after which a node is dropped.
+    pub liveness_timeout: Duration,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(heartbeat_interval: Duration, liveness_timeout: Duration) -> Self {
+        Self {
+            nodes: RwLock::new(HashMap::new()),
+            heartbeat_interval,
+            liveness_timeout,
+        }
+    }
+
+    /// Adds or refreshes a node; it is live from now.
+    pub fn register(
+        &self,
+        info: Option<v1::NodeInfo>,
+        endpoint: &str,
+    ) -> Result<(), RegistryError> {
+        let info = info
+            .filter(|i| !i.node_id.is_empty())
+            .ok_or(RegistryError::MissingId)?;
+        let bad = |reason: String| RegistryError::BadEndpoint {
+            endpoint: endpoint.to_owned(),
+            reason,
+        };
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(bad("must start with http:// or https://".into()));
+        }
+        let channel = Endpoint::from_shared(endpoint.to_owned())
+            .map_err(|e| bad(e.to_string()))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let mut nodes = self.nodes.write().expect("registry lock");
+        if nodes.len() >= MAX_NODES && !nodes.contains_key(&info.node_id) {
+            return Err(RegistryError::Full(MAX_NODES));
+        }
+        let entry = NodeEntry {
+            snr: info.snr.clone().unwrap_or_default(),
+            load: info.load.unwrap_or_default(),
+            tokens_per_second: info.tokens_per_second,
+            endpoint: endpoint.to_owned(),
+            channel,
+            last_seen: Instant::now(),
+            live: true,
+            info,
+        };
+        tracing::info!(node = %entry.id(), expert = %entry.expert(), endpoint, "node registered");
+        nodes.insert(entry.info.node_id.clone(), entry);
+        Ok(())
+    }
+
+    /// Records a heartbeat; false when the node must register (again).
+    pub fn heartbeat(&self, hb: &v1::HeartbeatRequest) -> bool {
+        let mut nodes = self.nodes.write().expect("registry lock");
+        let Some(n) = nodes.get_mut(&hb.node_id) else {
+            return false;
+        };
+        if !n.live {
+            return false;
+        }
+        n.last_seen = Instant::now();
+        if let Some(snr) = &hb.snr {
+            n.snr = snr.clone();
+        }
+        if let Some(load) = hb.load {
+            n.load = load;
+        }
+        n.tokens_per_second = hb.tokens_per_second;
+        true
+    }
+
+    /// Drops nodes silent for longer than the liveness timeout; returns
+    /// their ids.
+    pub fn sweep(&self, now: Instant) -> Vec<String> {
+        let mut dropped = Vec::new();
+        let mut nodes = self.nodes.write().expect("registry lock");
+        for n in nodes.values_mut() {
+            if n.live && now.saturating_duration_since(n.last_seen) > self.liveness_timeout {
+                n.live = false;
+                dropped.push(n.info.node_id.clone());
+            }
+        }
+        for id in &dropped {
+            tracing::warn!(node = %id, "node missed its heartbeats; dropped");
+        }
+        dropped
+    }
+
+    /// Marks a node down after a dispatch could not reach it.
+    pub fn mark_down(&self, id: &str) {
+        if let Some(n) = self.nodes.write().expect("registry lock").get_mut(id) {
+            if n.live {
+                tracing::warn!(node = %id, "node unreachable; dropped until it registers again");
+            }
+            n.live = false;
+        }
+    }
+
+    /// Live nodes, sorted by id (a stable order for policies).
+    pub fn live(&self) -> Vec<NodeEntry> {
+        let mut v: Vec<_> = self
+            .nodes
+            .read()
+            .expect("registry lock")
+            .values()
+            .filter(|n| n.live)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.info.node_id.cmp(&b.info.node_id));
+        v
+    }
+
+    /// Every known node, as the contract lists them.
+    pub fn list(&self) -> Vec<v1::NodeStatus> {
+        let now = Instant::now();
+        let mut v: Vec<_> = self
+            .nodes
+            .read()
+            .expect("registry lock")
+            .values()
+            .map(|n| v1::NodeStatus {
+                info: Some(n.info.clone()),
+                endpoint: n.endpoint.clone(),
+                live: n.live,
+                last_seen_ms: now.saturating_duration_since(n.last_seen).as_millis() as u64,
+                snr: Some(n.snr.clone()),
+                load: Some(n.load),
+                tokens_per_second: n.tokens_per_second,
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            let id = |s: &v1::NodeStatus| s.info.as_ref().map(|i| i.node_id.clone());
+            id(a).cmp(&id(b))
+        });
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str) -> Option<v1::NodeInfo> {
+        Some(v1::NodeInfo {
+            node_id: id.into(),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn heartbeats_keep_nodes_live_and_silence_drops_them() {
+        let r = Registry::new(Duration::from_millis(100), Duration::from_millis(300));
+        r.register(info("a"), "http://127.0.0.1:1").unwrap();
+        r.register(info("b"), "http://127.0.0.1:2").unwrap();
+        let hb = |id: &str| v1::HeartbeatRequest {
+            node_id: id.into(),
+            snr: Some(v1::SnrReport {
+                snr_db: 3.0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(r.heartbeat(&hb("a")));
+        assert!(!r.heartbeat(&hb("zzz")), "unknown node must register");
+        assert_eq!(r.live()[0].snr.snr_db, 3.0);
+
+        let later = Instant::now() + Duration::from_millis(400);
+        let dropped = r.sweep(later);
+        assert_eq!(dropped.len(), 2);
+        assert!(r.live().is_empty());
+        assert!(!r.heartbeat(&hb("a")), "a dropped node re-registers");
+        r.register(info("a"), "http://127.0.0.1:1").unwrap();
+        assert_eq!(r.live().len(), 1);
+        assert_eq!(r.list().len(), 2);
+        r.mark_down("a");
+        assert!(r.live().is_empty());
+    }
+
+    #[tokio::test]
+    async fn bad_registrations_are_refused() {
+        let r = Registry::new(DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LIVENESS_TIMEOUT);
+        assert!(matches!(
+            r.register(None, "http://x:1"),
+            Err(RegistryError::MissingId)
+        ));
+        assert!(matches!(
+            r.register(info(""), "http://x:1"),
+            Err(RegistryError::MissingId)
+        ));
+        assert!(matches!(
+            r.register(info("a"), "ftp://x"),
+            Err(RegistryError::BadEndpoint { .. })
+        ));
+    }
+}

@@ -1,0 +1,79 @@
+//! Serving the coordinator on a bound listener: the gRPC services, health,
+//! reflection, and the liveness sweep of the registry.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use netmoe_proto::v1::coordinator_server::CoordinatorServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::pipeline::Pipeline;
+use crate::service::CoordinatorService;
+
+/// Largest request message the coordinator decodes.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Errors of the server itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The gRPC transport failed.
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Reflection could not be built.
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves until `shutdown`, then drains in-flight requests for at most
+/// `grace`.
+pub async fn run(
+    listener: TcpListener,
+    pipeline: Arc<Pipeline>,
+    grace: Duration,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let tasks = TaskTracker::new();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<CoordinatorServer<CoordinatorService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(netmoe_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let service = CoordinatorServer::new(CoordinatorService::new(pipeline.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+
+    let registry = pipeline.registry.clone();
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(registry.heartbeat_interval / 2);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => { registry.sweep(Instant::now()); }
+            }
+        }
+    });
+    tasks.close();
+
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled());
+    tokio::pin!(server);
+    let result = tokio::select! {
+        r = &mut server => r,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("grace period over; abandoning in-flight requests");
+            Ok(())
+        }
+    };
+    shutdown.cancel();
+    tasks.wait().await;
+    Ok(result?)
+}
