@@ -180,10 +180,10 @@ impl ServerProcess {
 
     /// SIGTERM, then wait up to `timeout`, then SIGKILL.
     pub async fn stop(&mut self, timeout: Duration) -> Result<ExitStatus, ClusterError> {
-        if self.terminate().is_ok() {
-            if let Ok(s) = self.wait(timeout).await {
-                return Ok(s);
-            }
+        if self.terminate().is_ok()
+            && let Ok(s) = self.wait(timeout).await
+        {
+            return Ok(s);
         }
         self.kill().await?;
         self.wait(timeout).await
@@ -268,18 +268,16 @@ impl Cluster {
     pub async fn start(spec: &ClusterSpec) -> Result<Self, ClusterError> {
         let coordinator_bin = sibling_binary("coordinator")?;
         let node_bin = sibling_binary("edge-node")?;
-        let mut args: Vec<OsString> = [
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--heartbeat-ms",
-            "500",
-            "--liveness-ms",
-            "1500",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
+        let mut args: Vec<OsString> = ["serve", "--listen", "127.0.0.1:0"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        // Fast liveness for a loopback cluster, unless the caller says otherwise.
+        for (flag, value) in [("--heartbeat-ms", "500"), ("--liveness-ms", "1500")] {
+            if !spec.coordinator_args.iter().any(|a| a == flag) {
+                args.extend([flag.into(), value.into()]);
+            }
+        }
         args.extend([
             "--threads".into(),
             spec.coordinator_threads.to_string().into(),

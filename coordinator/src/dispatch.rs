@@ -269,6 +269,9 @@ async fn run_remote(
         match ev.event {
             Some(Event::Piece(p)) => text.push_str(&p.text),
             Some(Event::Final(f)) => {
+                if text != f.text {
+                    tracing::warn!(request = %job.request_id, "streamed pieces differ from the final text");
+                }
                 return Ok(SegmentOutcome {
                     text: f.text.clone(),
                     fin: Some(f),

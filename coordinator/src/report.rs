@@ -158,7 +158,7 @@ pub fn json(r: &v1::AskResponse) -> Value {
             })
         })
         .collect();
-    let t = r.totals.clone().unwrap_or_default();
+    let t = r.totals.unwrap_or_default();
     let tm = r.timings.unwrap_or_default();
     json!({
         "request_id": r.request_id, "policy": r.policy, "judge": r.judge, "story": r.story,

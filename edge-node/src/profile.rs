@@ -107,13 +107,14 @@ impl ExpertProfile {
     /// A profile file, or the name of a shipped one (`fantasy`, `scifi`,
     /// `nature`) when no such file exists.
     pub fn resolve(spec: &Path) -> Result<Self, ProfileError> {
-        if !spec.exists() {
-            if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| Path::new(n) == spec) {
-                return Self::parse(text).map_err(|message| ProfileError::Invalid {
-                    path: spec.to_owned(),
-                    message,
-                });
-            }
+        if let Some((_, text)) = BUILTIN
+            .iter()
+            .find(|(n, _)| !spec.exists() && Path::new(n) == spec)
+        {
+            return Self::parse(text).map_err(|message| ProfileError::Invalid {
+                path: spec.to_owned(),
+                message,
+            });
         }
         Self::load(spec)
     }

@@ -81,7 +81,7 @@ async fn a_multi_topic_prompt_is_split_routed_fused_judged_and_accounted() -> an
 
     // The cost table adds up, with the one cost model.
     let cost = CostModel::default();
-    let t = r.totals.clone().unwrap();
+    let t = r.totals.unwrap();
     let sum = |f: fn(&v1::SegmentReport) -> f64| r.segments.iter().map(f).sum::<f64>();
     assert!(close(t.compute_cost, sum(|s| s.compute_cost)));
     assert!(close(t.sim_transfer_s, sum(|s| s.sim_transfer_s)));

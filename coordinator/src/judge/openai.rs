@@ -71,8 +71,11 @@ impl OpenAiJudge {
         if let Some(key) = &self.api_key {
             req = req.header("Authorization", &format!("Bearer {key}"));
         }
+        // A serialised body goes out with a Content-Length (`send_json`
+        // streams it chunked, which some small servers do not accept).
+        let bytes = serde_json::to_vec(body).expect("a JSON value serialises");
         let mut resp = req
-            .send_json(body)
+            .send(&bytes[..])
             .map_err(|e| JudgeError::Remote(format!("POST {}: {e}", self.url)))?;
         let status = resp.status().as_u16();
         let text = resp.body_mut().read_to_string().map_err(|e| {
@@ -439,7 +442,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v.score, 10.0, "clamped");
-        let _first = rx.recv().unwrap();
+        let first = rx.recv().unwrap();
+        assert!(first.contains("\"logprobs\":true"), "{first}");
         let second = rx.recv().unwrap();
         assert!(!second.contains("logprobs"), "{second}");
     }
