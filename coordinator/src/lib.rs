@@ -14,11 +14,13 @@
 //! - [`config`]: flags, environment and file resolved into [`config::CoordinatorConfig`].
 //! - [`app`]: builds a pipeline from a configuration.
 //! - [`report`]: the human table and JSON of an answer.
+//! - [`collect`]: the routing dataset: every segment on every expert, judged.
 //! - [`cluster`]: starting a local cluster of separate processes (the demo).
 
 pub mod analyzer;
 pub mod app;
 pub mod cluster;
+pub mod collect;
 pub mod config;
 pub mod dispatch;
 pub mod fusion;

@@ -103,6 +103,9 @@ enum Command {
         #[command(flatten)]
         ask: AskArgs,
     },
+    /// Collect the routing dataset: every segment of every prompt on every
+    /// expert, judged (resumable; appends to --out).
+    Collect(netmoe_coordinator::collect::CollectArgs),
     /// Measure how well judges rank good texts above corrupted ones on the
     /// shipped labelled set.
     JudgeEval {
@@ -185,6 +188,11 @@ fn main() -> anyhow::Result<()> {
             log,
             ask,
         } => rt.block_on(demo(prompt, model, log, ask)),
+        Command::Collect(args) => rt.block_on(async {
+            let n = netmoe_coordinator::collect::run_collect(args).await?;
+            eprintln!("collected {n} new prompts");
+            Ok(())
+        }),
         Command::JudgeEval {
             judges,
             set,

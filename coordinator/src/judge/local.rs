@@ -7,16 +7,12 @@
 
 use futures::future::BoxFuture;
 
-use super::digits::digit_expectation;
+use super::digits::{expectation, split_one};
 use super::{Judge, JudgeError, JudgeInput, PAPER_PROMPT, Verdict};
 use crate::analyzer::Analyzer;
 
-/// The digits, each one token for Gemma-style tokenizers that split numbers.
-const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
-
 /// The full prompt the judges send: the paper's instruction, the story, and
-/// an answer slot. It ends with a space so the next token is the first
-/// digit itself (Gemma tokenizes " 7" as a space, then "7").
+/// an answer slot ending in a space.
 ///
 /// ```
 /// # use netmoe_coordinator::judge::local::judge_prompt;
@@ -26,49 +22,117 @@ pub fn judge_prompt(text: &str) -> String {
     format!("{PAPER_PROMPT}\n\nStory: {text}\n\nScore (0-10): ")
 }
 
+/// How a tokenizer writes the scores, probed once from the vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScoreTokens {
+    /// The space before a number is part of the number's token (" 7" is
+    /// one token): the prompt then ends before the space and candidates
+    /// carry it. Gemma, Llama 2, Mistral, Qwen write the space apart.
+    pub space_in_digit: bool,
+    /// "10" is one token (tokenizers grouping digits, e.g. Llama 3); else
+    /// it is "1" then "0" and a second pass splits the mass of "1".
+    pub ten_is_one_token: bool,
+}
+
+impl ScoreTokens {
+    /// Probes `analyzer`'s vocabulary.
+    pub fn probe(analyzer: &Analyzer) -> Self {
+        let space_in_digit = analyzer.count_tokens(" 7") == 1;
+        let lead = if space_in_digit { " " } else { "" };
+        Self {
+            space_in_digit,
+            ten_is_one_token: analyzer.count_tokens(&format!("{lead}10")) == 1,
+        }
+    }
+
+    fn lead(self) -> &'static str {
+        if self.space_in_digit { " " } else { "" }
+    }
+
+    /// The prompt whose next token is the first score token.
+    fn prompt(self, text: &str) -> String {
+        let mut p = judge_prompt(text);
+        if self.space_in_digit {
+            p.pop();
+        }
+        p
+    }
+
+    /// Candidate first tokens: "0".."9" (with the lead space if it belongs
+    /// to the digit), then "10" if that is one token.
+    fn candidates(self) -> Vec<String> {
+        let mut c: Vec<String> = (0..10).map(|d| format!("{}{d}", self.lead())).collect();
+        if self.ten_is_one_token {
+            c.push(format!("{}10", self.lead()));
+        }
+        c
+    }
+}
+
 /// The paper's prompt on the coordinator's model (name "local-gguf").
 ///
-/// Two forward passes per text: the digits after the prompt, then the
-/// digits after prompt + "1" to tell "10" from "1" (see
-/// [`super::digits::split_one`]). The score is renormalised over the digit
-/// mass; `parts` reports the expectation and that mass.
+/// The score is the expectation over the score tokens after the prompt,
+/// renormalised over their mass. Where "10" is written "1", "0" a second
+/// pass after prompt + "1" splits the mass of "1" (see
+/// [`super::digits::split_one`]). `parts` reports the expectation and the
+/// raw score-token mass (how sure the model was a number comes next).
 #[derive(Clone)]
 pub struct LocalJudge {
     analyzer: Analyzer,
+    tokens: ScoreTokens,
 }
 
 impl LocalJudge {
     /// A judge on `analyzer`'s model.
     pub fn new(analyzer: Analyzer) -> Self {
-        Self { analyzer }
+        let tokens = ScoreTokens::probe(&analyzer);
+        Self { analyzer, tokens }
+    }
+
+    /// How this model's tokenizer writes scores.
+    pub fn score_tokens(&self) -> ScoreTokens {
+        self.tokens
     }
 
     async fn score_text(&self, text: &str) -> Result<Verdict, JudgeError> {
-        let prompt = judge_prompt(text);
-        let first = to_array(self.analyzer.next_token_probs(&prompt, &DIGITS).await?);
-        let after_one = to_array(
-            self.analyzer
-                .next_token_probs(&format!("{prompt}1"), &DIGITS)
-                .await?,
-        );
-        let (score, mass) = digit_expectation(&first, Some(&after_one)).ok_or_else(|| {
-            JudgeError::NoScore("the local model put no probability on a score digit".into())
-        })?;
-        let score = score.clamp(0.0, 10.0);
+        let prompt = self.tokens.prompt(text);
+        let cands = self.tokens.candidates();
+        let refs: Vec<&str> = cands.iter().map(String::as_str).collect();
+        let first = self.analyzer.next_token_probs(&prompt, &refs).await?;
+        let mut mass: Vec<(f64, f64)> = Vec::with_capacity(12);
+        for (d, &p) in first.iter().enumerate().take(10) {
+            if d == 1 && !self.tokens.ten_is_one_token {
+                let after = self
+                    .analyzer
+                    .next_token_probs(&format!("{prompt}{}1", self.tokens.lead()), &DIGITS)
+                    .await?;
+                let mut a = [0.0; 10];
+                for (slot, x) in a.iter_mut().zip(after) {
+                    *slot = x as f64;
+                }
+                mass.extend(split_one(p as f64, &a));
+            } else {
+                mass.push((d as f64, p as f64));
+            }
+        }
+        if let Some(&p10) = first.get(10) {
+            mass.push((10.0, p10 as f64));
+        }
+        let raw: f64 = first.iter().map(|p| *p as f64).sum();
+        let score = expectation(&mass)
+            .ok_or_else(|| {
+                JudgeError::NoScore("the local model put no probability on a score token".into())
+            })?
+            .clamp(0.0, 10.0);
         Ok(Verdict {
             score,
-            parts: vec![("expected_score", score), ("digit_mass", mass)],
+            parts: vec![("expected_score", score), ("digit_mass", raw)],
         })
     }
 }
 
-fn to_array(p: Vec<f32>) -> [f64; 10] {
-    let mut out = [0.0; 10];
-    for (o, x) in out.iter_mut().zip(p) {
-        *o = x as f64;
-    }
-    out
-}
+/// The digits, as continuations right after a "1".
+const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
 impl Judge for LocalJudge {
     fn name(&self) -> &str {
@@ -77,5 +141,27 @@ impl Judge for LocalJudge {
 
     fn score<'a>(&'a self, input: JudgeInput<'a>) -> BoxFuture<'a, Result<Verdict, JudgeError>> {
         Box::pin(self.score_text(input.text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_and_candidates_follow_the_tokenizer() {
+        let gemma = ScoreTokens {
+            space_in_digit: false,
+            ten_is_one_token: false,
+        };
+        assert!(gemma.prompt("x").ends_with("(0-10): "));
+        assert_eq!(gemma.candidates().len(), 10);
+        assert_eq!(gemma.candidates()[7], "7");
+        let llama3 = ScoreTokens {
+            space_in_digit: true,
+            ten_is_one_token: true,
+        };
+        assert!(llama3.prompt("x").ends_with("(0-10):"));
+        assert_eq!(llama3.candidates()[10], " 10");
     }
 }

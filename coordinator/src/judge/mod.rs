@@ -64,7 +64,7 @@ pub use local::LocalJudge;
 pub use openai::OpenAiJudge;
 
 #[cfg(test)]
-mod experiment;
+mod model_tests;
 
 #[cfg(test)]
 pub(crate) mod testutil {
