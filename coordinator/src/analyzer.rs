@@ -203,7 +203,8 @@ fn embed(
     toks.truncate(EMBED_MAX_TOKENS);
     ctx.clear_kv_cache();
     let mut batch = LlamaBatch::new(EMBED_MAX_TOKENS, 1);
-    batch.add_sequence(&toks, 0, false).map_err(decode_err)?;
+    // Pooled embeddings read every token's output.
+    batch.add_sequence(&toks, 0, true).map_err(decode_err)?;
     ctx.decode(&mut batch).map_err(decode_err)?;
     let v = ctx.embeddings_seq_ith(0).map_err(decode_err)?;
     let norm = v
