@@ -162,8 +162,8 @@ fn main() -> anyhow::Result<()> {
                 .into_inner()
                 .nodes;
             println!(
-                "{:<20} {:<10} {:<5} {:>8} {:>8} {:>7} {}",
-                "node", "expert", "live", "SNR dB", "tok/s", "load", "endpoint"
+                "{:<20} {:<10} {:<5} {:>8} {:>8} {:>7} endpoint",
+                "node", "expert", "live", "SNR dB", "tok/s", "load"
             );
             for n in nodes {
                 let info = n.info.unwrap_or_default();
