@@ -120,7 +120,7 @@ pub fn looping(text: &str, seed: u64) -> String {
     if words.is_empty() {
         return String::new();
     }
-    let unit: Vec<&str> = if seed % 2 == 0 {
+    let unit: Vec<&str> = if seed.is_multiple_of(2) {
         let end = words
             .iter()
             .position(|w| ends_sentence(w))

@@ -13,9 +13,9 @@
 //! |---|---|---|
 //! | fluency | mean ln p per token of the text after the task prompt | prose −2.9…−4.2, shuffled −6.6…−7.5 |
 //! | repetition | distinct word-3-gram ratio | prose ≥ 0.99, loops ≤ 0.20 |
-//! | length | words / [`FULL_LENGTH_WORDS`] | |
-//! | ending | ends with `.`, `!` or `?` | |
-//! | relevance | ln p(text ∣ task) − ln p(text ∣ generic task) per token (pointwise mutual information) | on-topic 0.09…0.6, off-topic −0.3…0.08 |
+//! | length | min(1, words / [`FULL_LENGTH_WORDS`]) | prose 98-111 words, truncated 25-28 |
+//! | ending | 1 if it ends a sentence, else [`UNFINISHED_FACTOR`] | |
+//! | relevance | ln p(text ∣ task) − ln p(text ∣ generic task) per token (pointwise mutual information) | on-topic 0.10…0.64, off-topic −0.20…0.07 |
 //!
 //! Relevance was first measured as the embedding cosine of text and task
 //! (minus the cosine with a generic task); on the judge set that ranked
@@ -25,7 +25,15 @@
 //!
 //! Two forward passes per text: the whole text after the task prompt, and
 //! its first [`RELEVANCE_WINDOW_WORDS`] words after the generic prompt. On
-//! 2 cores that is ~0.7 s for a 100-word text.
+//! 2 cores that is ~0.8 s for a 100-word text.
+//!
+//! How well it separates: 150 of 150 pairs of the shipped judge set
+//! (`coordinator/data/judge_set.jsonl`, from which the constants below were
+//! read), and 40 of 40 pairs of 8 further passages on new topics and in new
+//! styles (first person, dialogue) written after the constants were fixed.
+//! The result does not hinge on the exact constants: every combination of
+//! relevance window 32 tokens…whole text, midpoint −0.05…0.05 and width
+//! 0.05…0.15 ranked all shipped pairs right.
 
 use futures::future::BoxFuture;
 
@@ -87,8 +95,9 @@ pub const UNFINISHED_FACTOR: f64 = 0.6;
 /// hurts predicting the text, i.e. the text is not about it.
 pub const RELEVANCE_MID: f64 = 0.0;
 
-/// Width of the relevance logistic: an on-topic passage at PMI 0.25
-/// (the judge set's median) gets 0.92, an off-topic one at −0.1 gets 0.27.
+/// Width of the relevance logistic: an on-topic passage at the judge set's
+/// median PMI (0.25) gets 0.92, an off-topic one at its median (−0.08)
+/// gets 0.31.
 pub const RELEVANCE_SCALE: f64 = 0.1;
 
 /// Lower-cased words with surrounding punctuation removed (empty tokens,

@@ -2,8 +2,32 @@
 //! a heuristic default that works with a small base model, a local GGUF
 //! judge reading the score distribution from logits, and any
 //! OpenAI-compatible chat endpoint.
+//!
+//! - [`heuristic`]: the default judge (fluency, repetition, length, ending,
+//!   relevance from the coordinator's model).
+//! - [`local`]: the paper's prompt on the coordinator's GGUF, score read from logits.
+//! - [`openai`]: the paper's prompt on an OpenAI-compatible `/chat/completions`.
+//! - [`digits`]: the expected score over score tokens, shared by the two above.
+//! - [`dataset`] and [`corrupt`]: the labelled set, good passages and their
+//!   seeded corruptions.
+//! - [`eval`]: pairwise accuracy of a judge on that set.
 
 use futures::future::BoxFuture;
+
+pub mod corrupt;
+pub mod dataset;
+pub mod digits;
+pub mod eval;
+pub mod heuristic;
+pub mod local;
+pub mod openai;
+
+pub use corrupt::CorruptionKind;
+pub use dataset::{DatasetError, JudgePair, load_judge_set, shipped_judge_set};
+pub use eval::{AccuracyReport, pairwise_accuracy};
+pub use heuristic::HeuristicJudge;
+pub use local::LocalJudge;
+pub use openai::OpenAiJudge;
 
 /// The paper's judging prompt (after Chen et al., arXiv 2304.00723).
 pub const PAPER_PROMPT: &str = "Score the following story on a continual scale from 0 (worst) to 10 (best), where a score of 0 means \"The story makes no sense and is totally not understandable\" and a score of 10 means \"The story is perfect-written and highly consistent\".";
@@ -47,21 +71,6 @@ pub trait Judge: Send + Sync {
     /// Scores one text.
     fn score<'a>(&'a self, input: JudgeInput<'a>) -> BoxFuture<'a, Result<Verdict, JudgeError>>;
 }
-
-pub mod corrupt;
-pub mod dataset;
-pub mod digits;
-pub mod eval;
-pub mod heuristic;
-pub mod local;
-pub mod openai;
-
-pub use corrupt::CorruptionKind;
-pub use dataset::{JudgePair, load_judge_set, shipped_judge_set};
-pub use eval::{AccuracyReport, pairwise_accuracy};
-pub use heuristic::HeuristicJudge;
-pub use local::LocalJudge;
-pub use openai::OpenAiJudge;
 
 #[cfg(test)]
 mod model_tests;

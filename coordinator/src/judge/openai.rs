@@ -76,7 +76,14 @@ impl OpenAiJudge {
         let bytes = serde_json::to_vec(body).expect("a JSON value serialises");
         let mut resp = req
             .send(&bytes[..])
-            .map_err(|e| JudgeError::Remote(format!("POST {}: {e}", self.url)))?;
+            .map_err(|e| {
+                let hint = if self.url.starts_with("https://") {
+                    " (the coordinator's HTTP client may be built without TLS: try an http:// endpoint or a local proxy)"
+                } else {
+                    ""
+                };
+                JudgeError::Remote(format!("POST {}: {e}{hint}", self.url))
+            })?;
         let status = resp.status().as_u16();
         let text = resp.body_mut().read_to_string().map_err(|e| {
             JudgeError::Remote(format!(
@@ -481,6 +488,26 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("boom"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_endpoint_is_named() {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let e = judge(format!("http://{addr}/v1"))
+            .score(JudgeInput {
+                task: "t",
+                text: "x",
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("POST http://{addr}/v1/chat/completions")),
+            "{e}"
+        );
     }
 
     #[test]
