@@ -40,6 +40,9 @@ pub enum BuildError {
     /// The analyzer failed to start.
     #[error(transparent)]
     Analyzer(#[from] crate::analyzer::AnalyzerError),
+    /// The trained policy could not be loaded.
+    #[error(transparent)]
+    Rl(#[from] crate::rl::RlError),
     /// The default policy is unknown.
     #[error("unknown default policy {0:?}")]
     Policy(String),
@@ -102,6 +105,10 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
             (*name).to_owned(),
             Arc::from(baseline(name).expect("baseline exists")),
         );
+    }
+    if let Some(path) = &config.policy_file {
+        let sac = crate::rl::load_policy(path)?;
+        policies.insert(sac.name().to_owned(), Arc::new(sac));
     }
     if !policies.contains_key(&config.policy) {
         return Err(BuildError::Policy(config.policy.clone()));

@@ -43,6 +43,11 @@ pub struct ServeArgs {
     /// snr, cost [default: cost].
     #[arg(long, env = "NETMOE_POLICY")]
     pub policy: Option<String>,
+    /// Trained SAC policy (sac_policy.json from `coordinator train`) to
+    /// register as policy `sac`; it becomes the default policy unless
+    /// --policy names another.
+    #[arg(long, env = "NETMOE_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
     /// Judge: heuristic, local (the paper's prompt on this model), or
     /// openai (needs --judge-url) [default: heuristic].
     #[arg(long, env = "NETMOE_JUDGE")]
@@ -104,6 +109,7 @@ struct FileConfig {
     model: Option<String>,
     threads: Option<u32>,
     policy: Option<String>,
+    policy_file: Option<PathBuf>,
     judge: Option<String>,
     judge_url: Option<String>,
     judge_model: Option<String>,
@@ -147,6 +153,8 @@ pub struct CoordinatorConfig {
     pub threads: u32,
     /// Default policy.
     pub policy: String,
+    /// Trained policy to load as `sac`.
+    pub policy_file: Option<PathBuf>,
     /// Judge.
     pub judge: JudgeChoice,
     /// Default K.
@@ -213,6 +221,7 @@ impl ServeArgs {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
+        let policy_file = self.policy_file.or(f.policy_file);
         let base = f.cost.unwrap_or_default();
         let cost = CostModel {
             bandwidth_hz: self.bandwidth_hz.unwrap_or(base.bandwidth_hz),
@@ -278,10 +287,14 @@ impl ServeArgs {
                     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
                 })
                 .max(1),
-            policy: self
-                .policy
-                .or(f.policy)
-                .unwrap_or_else(|| DEFAULT_POLICY.into()),
+            policy: self.policy.or(f.policy).unwrap_or_else(|| {
+                if policy_file.is_some() {
+                    "sac".into()
+                } else {
+                    DEFAULT_POLICY.into()
+                }
+            }),
+            policy_file,
             judge,
             max_segments,
             segment_deadline: ms(

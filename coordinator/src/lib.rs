@@ -16,6 +16,7 @@
 //! - [`report`]: the human table and JSON of an answer.
 //! - [`collect`]: the routing dataset: every segment on every expert, judged.
 //! - [`cluster`]: starting a local cluster of separate processes (the demo).
+//! - [`rl`]: the learned router: dataset, environment, discrete SAC in candle, train/eval/simulate.
 
 pub mod analyzer;
 pub mod app;
@@ -30,5 +31,6 @@ pub mod pipeline;
 pub mod policy;
 pub mod registry;
 pub mod report;
+pub mod rl;
 pub mod server;
 pub mod service;

@@ -100,12 +100,22 @@ enum Command {
         /// Show the processes' logs (RUST_LOG syntax).
         #[arg(long, default_value = "warn,llama-cpp-2=error")]
         log: String,
+        /// Trained SAC policy for the coordinator to route with (policy `sac`).
+        #[arg(long)]
+        policy_file: Option<PathBuf>,
         #[command(flatten)]
         ask: AskArgs,
     },
     /// Collect the routing dataset: every segment of every prompt on every
     /// expert, judged (resumable; appends to --out).
     Collect(netmoe_coordinator::collect::CollectArgs),
+    /// Train the discrete SAC routing policy on a collected dataset.
+    Train(netmoe_coordinator::rl::TrainArgs),
+    /// Evaluate a trained policy against every baseline and the upper bound
+    /// on held-out prompts and fresh SNR draws.
+    Eval(netmoe_coordinator::rl::EvalArgs),
+    /// Run a policy over N simulated nodes: decision cost as N grows.
+    Simulate(netmoe_coordinator::rl::SimulateArgs),
     /// Measure how well judges rank good texts above corrupted ones on the
     /// shipped labelled set.
     JudgeEval {
@@ -131,6 +141,12 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // candle re-reads the CPU count on every matmul unless this is set
+        // (measured 4x slower training and 10x slower decisions).
+        // SAFETY: first statement of main, before any thread exists.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -186,8 +202,21 @@ fn main() -> anyhow::Result<()> {
             prompt,
             model,
             log,
+            policy_file,
             ask,
-        } => rt.block_on(demo(prompt, model, log, ask)),
+        } => rt.block_on(demo(prompt, model, log, policy_file, ask)),
+        Command::Train(args) => {
+            netmoe_coordinator::rl::run_train(args)?;
+            Ok(())
+        }
+        Command::Eval(args) => {
+            netmoe_coordinator::rl::run_eval(args)?;
+            Ok(())
+        }
+        Command::Simulate(args) => {
+            netmoe_coordinator::rl::run_simulate(args)?;
+            Ok(())
+        }
         Command::Collect(args) => rt.block_on(async {
             let n = netmoe_coordinator::collect::run_collect(args).await?;
             eprintln!("collected {n} new prompts");
@@ -236,6 +265,7 @@ async fn demo(
     prompt: Option<String>,
     model: String,
     log: String,
+    policy_file: Option<PathBuf>,
     ask: AskArgs,
 ) -> anyhow::Result<()> {
     let prompt = prompt.unwrap_or_else(|| DEMO_PROMPT.to_owned());
@@ -259,7 +289,9 @@ async fn demo(
         nodes: demo_nodes(),
         node_threads: 1,
         coordinator_threads: 2,
-        coordinator_args: Vec::new(),
+        coordinator_args: policy_file
+            .map(|p| vec!["--policy-file".to_owned(), p.display().to_string()])
+            .unwrap_or_default(),
         log,
     };
     let cluster = Cluster::start(&spec).await?;

@@ -1,0 +1,88 @@
+//! Every method on one episode: any [`RoutingPolicy`] (the baselines and
+//! the SAC policy alike) sees the segment views the live pipeline would
+//! build and ranks candidates once; the episode then takes, per segment,
+//! the best-ranked node still available (the local device only while it
+//! has capacity). Plus the paper's unconstrained no-edge benchmark and the
+//! upper bound.
+
+use super::RlError;
+use super::env::{Env, Episode, EpisodeState};
+use crate::policy::{BASELINES, RouteContext, RoutingPolicy, baseline};
+
+/// Name of the upper bound in tables.
+pub const BOUND: &str = "upper bound";
+/// Name of the non-clairvoyant reference ([`super::env::Env::mean_score_bound`]).
+pub const MEAN_SCORE_BOUND: &str = "mean-score bound";
+/// Name of the paper's "benchmark" run without the local capacity limit:
+/// every segment on the local device. It ignores the capacity every other
+/// method (and the bound) respects, so it is shown, not competed with.
+pub const LOCAL_ALL: &str = "local-all*";
+
+/// The baselines of the routing trait, by name.
+pub fn baselines() -> Vec<(String, Box<dyn RoutingPolicy>)> {
+    BASELINES
+        .iter()
+        .filter_map(|n| baseline(n).map(|p| ((*n).to_owned(), p)))
+        .collect()
+}
+
+/// Runs `policy` on `ep`: one `route` call over all segment views (as
+/// live), then each segment goes to its best-ranked available node.
+pub fn policy_episode(
+    env: &Env,
+    ep: &Episode,
+    policy: &dyn RoutingPolicy,
+) -> Result<EpisodeState, RlError> {
+    let views = env.views(ep);
+    let ctx = RouteContext {
+        cost: &env.config().cost,
+        seed: ep.seed,
+    };
+    let choices = policy.route(&views, &ctx);
+    env.rollout(ep, |st, mask| {
+        choices
+            .get(st.position)
+            .and_then(|c| {
+                c.ranking
+                    .iter()
+                    .copied()
+                    .find(|&j| mask.get(j) == Some(&true))
+            })
+            .unwrap_or_else(|| mask.iter().position(|&m| m).unwrap_or(0))
+    })
+}
+
+/// Every segment on the local device, ignoring its capacity (the paper's
+/// no-edge benchmark); `None` without a local device.
+pub fn local_all(env: &Env, ep: &Episode) -> Option<f64> {
+    let l = env.nodes().iter().position(|n| n.local)?;
+    Some((0..env.n_segments(ep)).map(|s| env.reward(ep, s, l)).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::rl::dataset::Dataset;
+    use crate::rl::env::EnvConfig;
+
+    #[test]
+    fn no_method_beats_the_bound_and_all_respect_capacity() {
+        let d = Arc::new(Dataset::synthetic(10, 2));
+        let mut env = Env::new(d, (0..10).collect(), EnvConfig::default(), 4).unwrap();
+        let bs = baselines();
+        assert_eq!(bs.len(), BASELINES.len());
+        for _ in 0..50 {
+            let ep = env.draw();
+            let (bound, _) = env.upper_bound(&ep);
+            for (name, p) in &bs {
+                let st = policy_episode(&env, &ep, p.as_ref()).unwrap();
+                assert!(st.total <= bound + 1e-9, "{name} beat the bound");
+                let locals = st.choices.iter().filter(|&&j| env.nodes()[j].local).count();
+                assert!(locals <= 1, "{name} overused the local device");
+            }
+            assert!(local_all(&env, &ep).is_some());
+        }
+    }
+}
