@@ -75,7 +75,7 @@ impl Fused {
 ///
 /// ```
 /// # use netmoe_coordinator::fusion::trim_to_sentence;
-/// assert_eq!(trim_to_sentence("The fox ran. It jumped over the"), "The fox ran.");
+/// assert_eq!(trim_to_sentence("The fox ran over the hill. It jumped"), "The fox ran over the hill.");
 /// assert_eq!(trim_to_sentence("One. A long unfinished tail of words here"), "One. A long unfinished tail of words here");
 /// ```
 pub fn trim_to_sentence(text: &str) -> &str {
