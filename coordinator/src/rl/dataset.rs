@@ -10,7 +10,6 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
-use serde::Deserialize;
 
 use super::RlError;
 
@@ -21,45 +20,8 @@ pub const DEFAULT_TRAIN_FRACTION: f64 = 0.75;
 /// Seed of the train/held-out split.
 pub const DEFAULT_SPLIT_SEED: u64 = 17;
 
-/// One JSONL row, as `coordinator collect` writes it (extra fields, such
-/// as the passage text, are ignored).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Row {
-    /// Prompt id from the prompt set.
-    pub prompt_id: String,
-    /// The prompt.
-    pub prompt: String,
-    /// Segments the gate made of the prompt.
-    pub n_segments: u32,
-    /// This segment's position.
-    pub segment_index: u32,
-    /// The segment text.
-    pub segment: String,
-    /// Expert name (`local` for the coordinator's own).
-    pub expert: String,
-    /// True for the coordinator's own expert (no radio).
-    pub local: bool,
-    /// Gate cosine of segment and expert domain.
-    pub relevance: f64,
-    /// Gate weight (softmax over this segment's experts).
-    pub gate_weight: f64,
-    /// Judge score of the passage, 0-10.
-    pub score: f64,
-    /// Words of the passage.
-    pub words: u32,
-    /// Tokens generated.
-    #[serde(default)]
-    pub generated_tokens: u32,
-    /// Generation seconds.
-    #[serde(default)]
-    pub generation_s: f64,
-    /// Request bytes on the wire (0 for local).
-    #[serde(default)]
-    pub bytes_up: u64,
-    /// Response bytes on the wire (0 for local).
-    #[serde(default)]
-    pub bytes_down: u64,
-}
+/// One JSONL row: the row `coordinator collect` writes.
+pub use crate::collect::DatasetRow as Row;
 
 /// An expert of the dataset.
 #[derive(Debug, Clone, PartialEq)]
@@ -353,6 +315,9 @@ impl Dataset {
                         generation_s: f64::from(words) / 30.0,
                         bytes_up: if local { 0 } else { 250 },
                         bytes_down: if local { 0 } else { u64::from(words) * 12 },
+                        prompt_tokens: 60,
+                        prompt_eval_s: 0.2,
+                        text: String::new(),
                     });
                 }
             }
