@@ -106,10 +106,15 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
             Arc::from(baseline(name).expect("baseline exists")),
         );
     }
-    if let Some(path) = &config.policy_file {
-        let sac = crate::rl::load_policy(path)?;
-        policies.insert(sac.name().to_owned(), Arc::new(sac));
-    }
+    let learner = match &config.policy_file {
+        Some(path) => {
+            let sac = Arc::new(crate::rl::load_policy(path)?);
+            sac.set_frozen(!config.learn_online);
+            policies.insert(sac.name().to_owned(), sac.clone());
+            Some(sac)
+        }
+        None => None,
+    };
     if !policies.contains_key(&config.policy) {
         return Err(BuildError::Policy(config.policy.clone()));
     }
@@ -129,5 +134,6 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
             local_candidate: config.local_candidate,
         },
         limit: Semaphore::new(DEFAULT_MAX_CONCURRENT_ASKS),
+        learner,
     }))
 }

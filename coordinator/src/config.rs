@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// --policy names another.
     #[arg(long, env = "NETMOE_POLICY_FILE")]
     pub policy_file: Option<PathBuf>,
+    /// Keep training the --policy-file policy from live rewards (false
+    /// freezes it) [default: false].
+    #[arg(long, env = "NETMOE_LEARN_ONLINE")]
+    pub learn_online: Option<bool>,
     /// Judge: heuristic, local (the paper's prompt on this model), or
     /// openai (needs --judge-url) [default: heuristic].
     #[arg(long, env = "NETMOE_JUDGE")]
@@ -110,6 +114,7 @@ struct FileConfig {
     threads: Option<u32>,
     policy: Option<String>,
     policy_file: Option<PathBuf>,
+    learn_online: Option<bool>,
     judge: Option<String>,
     judge_url: Option<String>,
     judge_model: Option<String>,
@@ -155,6 +160,8 @@ pub struct CoordinatorConfig {
     pub policy: String,
     /// Trained policy to load as `sac`.
     pub policy_file: Option<PathBuf>,
+    /// Learn online from live rewards.
+    pub learn_online: bool,
     /// Judge.
     pub judge: JudgeChoice,
     /// Default K.
@@ -295,6 +302,7 @@ impl ServeArgs {
                 }
             }),
             policy_file,
+            learn_online: self.learn_online.or(f.learn_online).unwrap_or(false),
             judge,
             max_segments,
             segment_deadline: ms(

@@ -136,6 +136,9 @@ pub struct Pipeline {
     pub config: PipelineConfig,
     /// Bounds concurrent requests.
     pub limit: Semaphore,
+    /// The trained policy, when one is loaded; it learns from the rewards
+    /// of the requests it routed unless frozen.
+    pub learner: Option<Arc<crate::rl::SacPolicy>>,
 }
 
 /// Seconds of a duration.
@@ -349,6 +352,7 @@ impl Pipeline {
             .map(|(((v, c), o), &score)| self.report(v, c, o, score))
             .collect();
         let totals = totals(&reports);
+        self.learn(policy.name(), &views, &outcomes, &reports).await;
         let total = t0.elapsed();
         let slowest_model = outcomes
             .iter()
@@ -377,6 +381,40 @@ impl Pipeline {
                 overhead_s: (secs(total) - model_s).max(0.0),
             }),
         })
+    }
+
+    /// Feeds the answered segments to the learning policy (not frozen, and
+    /// the one that routed this request), off the async executor.
+    async fn learn(
+        &self,
+        policy: &str,
+        views: &[SegmentView],
+        outcomes: &[SegmentOutcome],
+        reports: &[v1::SegmentReport],
+    ) {
+        let Some(learner) = self
+            .learner
+            .clone()
+            .filter(|l| !l.is_frozen() && l.name() == policy)
+        else {
+            return;
+        };
+        let ok: Vec<usize> = (0..outcomes.len())
+            .filter(|&i| outcomes[i].error.is_none())
+            .collect();
+        let views: Vec<SegmentView> = ok.iter().map(|&i| views[i].clone()).collect();
+        let chosen: Vec<usize> = ok.iter().map(|&i| outcomes[i].candidate).collect();
+        let rewards: Vec<f64> = ok.iter().map(|&i| reports[i].reward).collect();
+        let result = tokio::task::spawn_blocking(move || {
+            learner.learn_from_request(&views, &chosen, &rewards)
+        })
+        .await;
+        match result {
+            Ok(Ok(Some(losses))) => tracing::info!(?losses, "online SAC update"),
+            Ok(Ok(None)) => tracing::debug!("online SAC: transitions stored"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "online SAC update failed"),
+            Err(e) => tracing::warn!(error = %e, "online SAC task failed"),
+        }
     }
 
     fn report(
