@@ -1,11 +1,13 @@
 //! Shared pieces of NetMoE that the coordinator, the edge nodes and the tests all need.
 //!
 //! - [`channel`]: seeded wireless-channel (SNR) models that edge nodes sample per request.
+//! - [`config`]: the settings-file reader and configuration error of the binaries.
 //! - [`cost`]: the one cost model: Shannon rate, transfer time and energy, compute cost, reward.
 //! - [`fetch`]: the model cache: fetching the default model, resolving `--model` arguments.
 //! - [`gguf`]: GGUF header checks, so a bad model file is a clear error, not a llama.cpp crash.
 
 pub mod channel;
+pub mod config;
 pub mod cost;
 pub mod fetch;
 pub mod gguf;

@@ -2,10 +2,12 @@
 //! flags, resolved once (flag or env > file > default) into [`CoordinatorConfig`].
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+pub use netmoe_common::config::ConfigError;
+use netmoe_common::config::read_toml;
 use netmoe_common::cost::CostModel;
 use serde::Deserialize;
 
@@ -184,48 +186,11 @@ pub struct CoordinatorConfig {
     pub cache_dir: PathBuf,
 }
 
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read or parsed.
-    #[error("config file {path}: {message}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// A value is out of range.
-    #[error("invalid setting {key}: {message}")]
-    Invalid {
-        /// The key.
-        key: &'static str,
-        /// Why.
-        message: String,
-    },
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let err = |message: String| ConfigError::File {
-        path: path.to_owned(),
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    toml::from_str(&text).map_err(|e| err(e.message().to_owned()))
-}
-
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
-}
-
 impl ServeArgs {
     /// Resolves flags over the file over the defaults.
     pub fn resolve(self) -> Result<CoordinatorConfig, ConfigError> {
         let f = match &self.config {
-            Some(p) => read_file(p)?,
+            Some(p) => read_toml::<FileConfig>(p)?,
             None => FileConfig::default(),
         };
         let policy_file = self.policy_file.or(f.policy_file);
@@ -238,7 +203,10 @@ impl ServeArgs {
             lambda_transfer: self.lambda_transfer.unwrap_or(base.lambda_transfer),
         };
         if !(cost.bandwidth_hz > 0.0 && cost.bandwidth_hz.is_finite()) {
-            return Err(invalid("bandwidth_hz", "must be a positive number"));
+            return Err(ConfigError::invalid(
+                "bandwidth_hz",
+                "must be a positive number",
+            ));
         }
         let judge_name = self
             .judge
@@ -248,10 +216,9 @@ impl ServeArgs {
             "heuristic" => JudgeChoice::Heuristic,
             "local" => JudgeChoice::Local,
             "openai" => JudgeChoice::OpenAi {
-                url: self
-                    .judge_url
-                    .or(f.judge_url)
-                    .ok_or_else(|| invalid("judge_url", "the openai judge needs --judge-url"))?,
+                url: self.judge_url.or(f.judge_url).ok_or_else(|| {
+                    ConfigError::invalid("judge_url", "the openai judge needs --judge-url")
+                })?,
                 key: self.judge_key,
                 model: self
                     .judge_model
@@ -259,7 +226,7 @@ impl ServeArgs {
                     .unwrap_or_else(|| "gpt-4o-mini".into()),
             },
             other => {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "judge",
                     format!("{other:?}: use heuristic, local or openai"),
                 ));
@@ -270,7 +237,7 @@ impl ServeArgs {
             .or(f.max_segments)
             .unwrap_or(DEFAULT_MAX_SEGMENTS);
         if max_segments == 0 || max_segments as usize > crate::gate::MAX_SEGMENTS {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "max_segments",
                 format!("{max_segments} is not in 1..=8"),
             ));
@@ -279,7 +246,7 @@ impl ServeArgs {
             .fusion
             .or(f.fusion)
             .map_or(Ok(FusionMode::default()), |s| s.parse())
-            .map_err(|e: String| invalid("fusion", e))?;
+            .map_err(|e: String| ConfigError::invalid("fusion", e))?;
         let ms = |v: Option<u64>, d: Duration| v.map_or(d, |m| Duration::from_millis(m.max(1)));
         Ok(CoordinatorConfig {
             listen: self

@@ -2,11 +2,13 @@
 //! resolved once (flag or env > file > default) into [`NodeConfig`].
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use netmoe_common::channel::SnrModel;
+pub use netmoe_common::config::ConfigError;
+use netmoe_common::config::read_toml;
 use serde::Deserialize;
 
 use crate::engine::{
@@ -167,36 +169,6 @@ pub struct NodeConfig {
     pub cache_dir: PathBuf,
 }
 
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The settings file could not be read or parsed.
-    #[error("config file {path}: {message}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// A value is out of range.
-    #[error("invalid setting {key}: {message}")]
-    Invalid {
-        /// The key.
-        key: &'static str,
-        /// Why.
-        message: String,
-    },
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let err = |message: String| ConfigError::File {
-        path: path.to_owned(),
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    toml::from_str(&text).map_err(|e| err(e.message().to_owned()))
-}
-
 fn positive(key: &'static str, v: u32) -> Result<u32, ConfigError> {
     if v == 0 {
         return Err(ConfigError::Invalid {
@@ -211,7 +183,7 @@ impl ServeArgs {
     /// Resolves flags over the file over the defaults.
     pub fn resolve(self) -> Result<NodeConfig, ConfigError> {
         let f = match &self.config {
-            Some(p) => read_file(p)?,
+            Some(p) => read_toml::<FileConfig>(p)?,
             None => FileConfig::default(),
         };
         let snr_spec = self.snr.or(f.snr).unwrap_or_else(|| DEFAULT_SNR.into());
