@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -249,7 +248,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cfg = config.clone();
     let pipeline = tokio::task::spawn_blocking(move || app::build(&cfg, true)).await??;
     let shutdown = CancellationToken::new();
-    tokio::spawn(signal(shutdown.clone()));
+    tokio::spawn(netmoe_edge_node::server::cancel_on_signal(shutdown.clone()));
     tracing::info!(%addr, policy = %config.policy, judge = ?config.judge, "coordinator serving");
     println!("NETMOE_READY {addr}");
     std::io::stdout().flush()?;
@@ -360,17 +359,4 @@ async fn judge_eval(
         print!("{}", report.table());
     }
     Ok(())
-}
-
-/// Cancels `token` on the first SIGINT or SIGTERM.
-async fn signal(token: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutdown signal; draining");
-    token.cancel();
-    tokio::time::sleep(Duration::from_millis(0)).await;
 }

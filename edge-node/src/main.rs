@@ -118,7 +118,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let cfg = config.clone();
         let state = tokio::task::spawn_blocking(move || node::build(&cfg, addr, true)).await??;
         let shutdown = CancellationToken::new();
-        tokio::spawn(signal(shutdown.clone()));
+        tokio::spawn(netmoe_edge_node::server::cancel_on_signal(shutdown.clone()));
         tracing::info!(
             node = %state.node_id,
             %addr,
@@ -141,16 +141,4 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
-}
-
-/// Cancels `token` on the first SIGINT or SIGTERM.
-async fn signal(token: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutdown signal; draining");
-    token.cancel();
 }

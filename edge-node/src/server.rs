@@ -95,3 +95,16 @@ pub async fn run(
     tasks.wait().await;
     Ok(result?)
 }
+
+/// Cancels `token` on the first SIGINT or SIGTERM: the one shutdown path of
+/// every NetMoE binary.
+pub async fn cancel_on_signal(token: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown signal; draining");
+    token.cancel();
+}
