@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["netmoe/v1/edge.proto", "netmoe/v1/coordinator.proto"];
+    let files = [
+        "netmoe/v1/edge.proto",
+        "netmoe/v1/link.proto",
+        "netmoe/v1/coordinator.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

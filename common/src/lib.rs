@@ -5,12 +5,14 @@
 //! - [`cost`]: the one cost model: Shannon rate, transfer time and energy, compute cost, reward.
 //! - [`fetch`]: the model cache: fetching the default model, resolving `--model` arguments.
 //! - [`gguf`]: GGUF header checks, so a bad model file is a clear error, not a llama.cpp crash.
+//! - [`link`]: the QUIC link (quinn): framing, TLS, probes, channel-emulating pacer.
 
 pub mod channel;
 pub mod config;
 pub mod cost;
 pub mod fetch;
 pub mod gguf;
+pub mod link;
 
 pub use channel::{ChannelError, SnrDraw, SnrModel, SnrSampler, db_to_linear, linear_to_db};
 pub use cost::{CostModel, Reward, Transfer};
