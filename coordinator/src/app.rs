@@ -20,6 +20,8 @@ use crate::dispatch::Dispatcher;
 use crate::fusion::Fuser;
 use crate::gate::{DEFAULT_GATE_TEMPERATURE, Gate};
 use crate::judge::{HeuristicJudge, Judge, LocalJudge, OpenAiJudge};
+use crate::links::Links;
+use netmoe_common::link::Trust;
 use crate::pipeline::{DEFAULT_MAX_CONCURRENT_ASKS, Pipeline, PipelineConfig};
 use crate::policy::{BASELINES, RoutingPolicy, baseline};
 use crate::registry::Registry;
@@ -43,6 +45,12 @@ pub enum BuildError {
     /// The trained policy could not be loaded.
     #[error(transparent)]
     Rl(#[from] crate::rl::RlError),
+    /// The QUIC CA bundle is unusable.
+    #[error(transparent)]
+    Tls(#[from] netmoe_common::link::TlsError),
+    /// The QUIC client endpoint could not start.
+    #[error(transparent)]
+    Link(#[from] netmoe_common::link::LinkError),
     /// The default policy is unknown.
     #[error("unknown default policy {0:?}")]
     Policy(String),
@@ -97,6 +105,8 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
         snr: Mutex::new(SnrSampler::new(SnrModel::Fixed { db: 0.0 }, 0)),
         limits: Limits::default(),
         hardware: netmoe_edge_node::hardware::summary(),
+        pacer: None,
+        link: Default::default(),
     });
     let registry = Arc::new(Registry::new(config.heartbeat, config.liveness));
     let mut policies: HashMap<String, Arc<dyn RoutingPolicy>> = HashMap::new();
@@ -118,9 +128,16 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
     if !policies.contains_key(&config.policy) {
         return Err(BuildError::Policy(config.policy.clone()));
     }
+    let roots = config
+        .quic_ca
+        .as_deref()
+        .map(Trust::roots_from_pem)
+        .transpose()?;
+    let links = Arc::new(Links::new(roots, config.probe_bytes, config.cost)?);
     Ok(Arc::new(Pipeline {
         gate: Gate::new(analyzer.clone(), DEFAULT_GATE_TEMPERATURE),
-        dispatcher: Dispatcher::new(registry.clone(), Some(local.clone())),
+        dispatcher: Dispatcher::new(registry.clone(), Some(local.clone()), links.clone()),
+        links,
         fuser: Fuser::new(config.fusion, Some(engine), analyzer.clone()),
         judge: judge(&config.judge, &analyzer),
         local: Some(local),
@@ -132,6 +149,7 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
             segment_deadline: config.segment_deadline,
             cost: config.cost,
             local_candidate: config.local_candidate,
+            transport: config.transport,
         },
         limit: Semaphore::new(DEFAULT_MAX_CONCURRENT_ASKS),
         learner,

@@ -258,6 +258,7 @@ async fn collect_prompt(
     let mut candidates: Vec<Candidate> = live
         .iter()
         .map(|n| Candidate {
+            link: None,
             target: n.id().to_owned(),
             expert: n.expert().to_owned(),
             local: false,
@@ -270,6 +271,7 @@ async fn collect_prompt(
         })
         .collect();
     candidates.push(Candidate {
+        link: None,
         target: LOCAL_TARGET.into(),
         expert: LOCAL_TARGET.into(),
         local: true,
@@ -317,6 +319,7 @@ async fn collect_prompt(
                 deadline: Duration::from_secs(300),
                 seed: Some(args.seed.wrapping_add(s as u32)),
                 request_id: format!("{id}-{s}-{e}"),
+                transport: p.config.transport,
             });
         }
     }

@@ -11,7 +11,10 @@ use netmoe_common::config::read_toml;
 use netmoe_common::cost::CostModel;
 use serde::Deserialize;
 
+use netmoe_common::link::probe::{DEFAULT_PROBE_BYTES, MAX_PROBE_BYTES};
+
 use crate::fusion::FusionMode;
+use crate::links::{DEFAULT_PROBE_INTERVAL, Transport};
 use crate::pipeline::{DEFAULT_MAX_SEGMENTS, DEFAULT_SEGMENT_DEADLINE};
 use crate::registry::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LIVENESS_TIMEOUT};
 
@@ -106,6 +109,22 @@ pub struct ServeArgs {
     /// Model cache directory [default: ~/.cache/netmoe].
     #[arg(long, env = "NETMOE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Data plane to the nodes when a request names none: grpc, or quic
+    /// (the same messages on QUIC streams) [default: grpc].
+    #[arg(long, env = "NETMOE_TRANSPORT")]
+    pub transport: Option<String>,
+    /// PEM bundle of the CA that issued the nodes' QUIC certificates.
+    /// Without it the coordinator pins each node's self-signed certificate
+    /// by the SHA-256 the node registered with (dev mode).
+    #[arg(long, env = "NETMOE_QUIC_CA")]
+    pub quic_ca: Option<PathBuf>,
+    /// Period of the background link probes, ms; 0 turns them off (nodes
+    /// are still probed when they register and on demand) [default: 30000].
+    #[arg(long, env = "NETMOE_PROBE_INTERVAL_MS")]
+    pub probe_interval_ms: Option<u64>,
+    /// Payload bytes each way of a link probe [default: 16384].
+    #[arg(long, env = "NETMOE_PROBE_BYTES")]
+    pub probe_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +148,10 @@ struct FileConfig {
     grace_ms: Option<u64>,
     cache_dir: Option<PathBuf>,
     cost: Option<CostModel>,
+    transport: Option<String>,
+    quic_ca: Option<PathBuf>,
+    probe_interval_ms: Option<u64>,
+    probe_bytes: Option<u64>,
 }
 
 /// Which judge scores texts.
@@ -184,6 +207,14 @@ pub struct CoordinatorConfig {
     pub grace: Duration,
     /// Model cache.
     pub cache_dir: PathBuf,
+    /// Default data plane.
+    pub transport: Transport,
+    /// CA bundle for nodes' QUIC certificates (None: dev-mode pinning).
+    pub quic_ca: Option<PathBuf>,
+    /// Background probe period (None: off).
+    pub probe_interval: Option<Duration>,
+    /// Probe payload each way.
+    pub probe_bytes: u64,
 }
 
 impl ServeArgs {
@@ -248,7 +279,28 @@ impl ServeArgs {
             .map_or(Ok(FusionMode::default()), |s| s.parse())
             .map_err(|e: String| ConfigError::invalid("fusion", e))?;
         let ms = |v: Option<u64>, d: Duration| v.map_or(d, |m| Duration::from_millis(m.max(1)));
+        let transport = self
+            .transport
+            .or(f.transport)
+            .map_or(Ok(Transport::default()), |s| s.parse())
+            .map_err(|e: String| ConfigError::invalid("transport", e))?;
+        let probe_bytes = self.probe_bytes.or(f.probe_bytes).unwrap_or(DEFAULT_PROBE_BYTES);
+        if probe_bytes == 0 || probe_bytes > MAX_PROBE_BYTES {
+            return Err(ConfigError::invalid(
+                "probe_bytes",
+                format!("{probe_bytes} is not in 1..={MAX_PROBE_BYTES}"),
+            ));
+        }
+        let probe_interval = match self.probe_interval_ms.or(f.probe_interval_ms) {
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => Some(DEFAULT_PROBE_INTERVAL),
+        };
         Ok(CoordinatorConfig {
+            transport,
+            quic_ca: self.quic_ca.or(f.quic_ca),
+            probe_interval,
+            probe_bytes,
             listen: self
                 .listen
                 .or(f.listen)

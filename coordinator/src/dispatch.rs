@@ -1,6 +1,8 @@
 //! Dispatch: run every segment on its chosen expert in parallel, each
 //! under a deadline, falling back once to the next-best live candidate
-//! when a node fails or does not answer in time.
+//! when a node fails or does not answer in time. A segment travels over
+//! gRPC or over the node's QUIC link: the same request and the same
+//! streamed messages, counted the same way.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,11 +10,13 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use netmoe_edge_node::NodeState;
 use netmoe_edge_node::engine::EngineEvent;
+use netmoe_common::link::StreamWire;
 use netmoe_proto::v1::{self, edge_node_client::EdgeNodeClient, generate_event::Event};
 use prost::Message;
 
+use crate::links::{Links, Transport};
 use crate::policy::{Choice, SegmentView};
-use crate::registry::Registry;
+use crate::registry::{NodeEntry, Registry};
 
 /// Tries per segment: the chosen expert, then one fallback.
 pub const MAX_ATTEMPTS: usize = 2;
@@ -37,6 +41,8 @@ pub struct SegmentJob {
     pub seed: Option<u32>,
     /// Request id for logs.
     pub request_id: String,
+    /// Data plane to the node.
+    pub transport: Transport,
 }
 
 /// What came back for one segment.
@@ -60,6 +66,10 @@ pub struct SegmentOutcome {
     pub attempts: u32,
     /// Failure after the last try.
     pub error: Option<String>,
+    /// "grpc", "quic" or "local".
+    pub transport: &'static str,
+    /// UDP bytes of the QUIC connection while the stream was open.
+    pub wire: StreamWire,
 }
 
 impl SegmentOutcome {
@@ -71,16 +81,22 @@ impl SegmentOutcome {
     }
 }
 
-/// Runs segments on edge nodes (over gRPC) or the local expert.
+/// Runs segments on edge nodes (over gRPC or QUIC) or the local expert.
 pub struct Dispatcher {
     registry: Arc<Registry>,
     local: Option<Arc<NodeState>>,
+    links: Arc<Links>,
 }
 
 impl Dispatcher {
-    /// A dispatcher over the registry and, optionally, the local expert.
-    pub fn new(registry: Arc<Registry>, local: Option<Arc<NodeState>>) -> Self {
-        Self { registry, local }
+    /// A dispatcher over the registry, the nodes' QUIC links and,
+    /// optionally, the local expert.
+    pub fn new(registry: Arc<Registry>, local: Option<Arc<NodeState>>, links: Arc<Links>) -> Self {
+        Self {
+            registry,
+            local,
+            links,
+        }
     }
 
     /// Runs all segments concurrently; outcomes come back in segment order.
@@ -128,7 +144,10 @@ impl Dispatcher {
             let started = Instant::now();
             let result = match node {
                 None => self.run_local(job).await,
-                Some(n) => run_remote(n.channel.clone(), job).await,
+                Some(n) => match job.transport {
+                    Transport::Grpc => run_remote(n.channel.clone(), job).await,
+                    Transport::Quic => self.run_quic(&n, job).await,
+                },
             };
             let mut out = match result {
                 Ok(out) => out,
@@ -140,6 +159,7 @@ impl Dispatcher {
                     SegmentOutcome {
                         bytes_up,
                         error: Some(format!("{}: {err}", cand.target)),
+                        transport: if cand.local { "local" } else { job.transport.name() },
                         ..Default::default()
                     }
                 }
@@ -194,11 +214,70 @@ impl Dispatcher {
                     return Ok(SegmentOutcome {
                         text: s.text,
                         fin: Some(fin),
+                        transport: "local",
                         ..Default::default()
                     });
                 }
                 Some(EngineEvent::Failed(e)) => return Err((e.to_string(), 0, false)),
                 None => return Err(("local expert stopped".into(), 0, false)),
+            }
+        }
+    }
+}
+
+impl Dispatcher {
+    /// One attempt over the node's QUIC link: the same request and stream
+    /// as gRPC, framed on a QUIC stream. Dropping the call on a timeout
+    /// stops the stream, which cancels the generation on the node.
+    async fn run_quic(
+        &self,
+        node: &NodeEntry,
+        job: &SegmentJob,
+    ) -> Result<SegmentOutcome, (String, u64, bool)> {
+        let overall = tokio::time::Instant::now() + job.deadline + DEADLINE_SLACK;
+        let conn = match tokio::time::timeout_at(overall, self.links.connection(node)).await {
+            Err(_) => return Err(("no QUIC link before the deadline".into(), 0, false)),
+            Ok(Err(e)) => return Err((e.to_string(), 0, e.unreachable())),
+            Ok(Ok(c)) => c,
+        };
+        let mut call = match tokio::time::timeout_at(overall, conn.generate(request(job))).await {
+            Err(_) => return Err(("no answer before the deadline".into(), 0, false)),
+            Ok(Err(e)) => return Err((e.to_string(), 0, e.unreachable())),
+            Ok(Ok(c)) => c,
+        };
+        let mut text = String::new();
+        loop {
+            let ev = match tokio::time::timeout_at(overall, call.next()).await {
+                Err(_) => {
+                    return Err(("stream stalled past the deadline".into(), call.bytes_up, false));
+                }
+                Ok(None) => {
+                    return Err((
+                        "stream ended without a final message".into(),
+                        call.bytes_up,
+                        true,
+                    ));
+                }
+                Ok(Some(Err(e))) => return Err((e.to_string(), call.bytes_up, e.unreachable())),
+                Ok(Some(Ok(ev))) => ev,
+            };
+            match ev.event {
+                Some(Event::Piece(p)) => text.push_str(&p.text),
+                Some(Event::Final(f)) => {
+                    if text != f.text {
+                        tracing::warn!(request = %job.request_id, "streamed pieces differ from the final text");
+                    }
+                    return Ok(SegmentOutcome {
+                        text: f.text.clone(),
+                        fin: Some(f),
+                        bytes_up: call.bytes_up,
+                        bytes_down: call.bytes_down,
+                        transport: Transport::Quic.name(),
+                        wire: call.wire(),
+                        ..Default::default()
+                    });
+                }
+                None => {}
             }
         }
     }
@@ -277,6 +356,7 @@ async fn run_remote(
                     fin: Some(f),
                     bytes_up,
                     bytes_down,
+                    transport: Transport::Grpc.name(),
                     ..Default::default()
                 });
             }

@@ -5,7 +5,8 @@
 //! - [`analyzer`]: embeddings and token probabilities from the coordinator's model.
 //! - [`gate`]: prompt segmentation and segment-to-expert relevance.
 //! - [`policy`]: the routing trait, candidates' features, and the baselines.
-//! - [`dispatch`]: parallel segment generation with deadlines and one fallback.
+//! - [`dispatch`]: parallel segment generation (gRPC or QUIC) with deadlines and one fallback.
+//! - [`links`]: QUIC connections to the nodes, link probes, the transport choice.
 //! - [`fusion`]: passages into one story, and how much of each it kept.
 //! - [`judge`]: 0-10 text judges (heuristic default, local GGUF, OpenAI-compatible).
 //! - [`pipeline`]: one request end to end, with the cost accounting.
@@ -18,6 +19,9 @@
 //! - [`cluster`]: starting a local cluster of separate processes (the demo).
 //! - [`rl`]: the learned router: dataset, environment, discrete SAC in candle, train/eval/simulate.
 
+// The report's `json!` objects list every field of the contract.
+#![recursion_limit = "256"]
+
 pub mod analyzer;
 pub mod app;
 pub mod cluster;
@@ -27,6 +31,7 @@ pub mod dispatch;
 pub mod fusion;
 pub mod gate;
 pub mod judge;
+pub mod links;
 pub mod pipeline;
 pub mod policy;
 pub mod registry;

@@ -40,6 +40,9 @@ struct AskArgs {
     /// Seed for sampling and the random policy.
     #[arg(long)]
     seed: Option<u64>,
+    /// Data plane to the nodes: grpc or quic [default: the coordinator's].
+    #[arg(long)]
+    transport: Option<String>,
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -54,6 +57,7 @@ impl AskArgs {
             max_tokens: self.max_tokens,
             segment_deadline_ms: None,
             seed: self.seed,
+            transport: self.transport.clone().unwrap_or_default(),
         }
     }
 
@@ -88,6 +92,21 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:50050")]
         endpoint: String,
     },
+    /// Probe the QUIC link to NODE (or to every live node): RTT, goodput
+    /// both ways, loss, congestion window, bytes on the wire.
+    Probe {
+        /// Node id [default: every live node].
+        node: Option<String>,
+        /// The coordinator's endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:50050")]
+        endpoint: String,
+        /// Payload bytes each way [default: the coordinator's, 16384].
+        #[arg(long, default_value_t = 0)]
+        bytes: u64,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a local cluster (a coordinator and three edge experts as
     /// separate processes), answer PROMPT, print the result, shut down.
     Demo {
@@ -102,6 +121,11 @@ enum Command {
         /// Trained SAC policy for the coordinator to route with (policy `sac`).
         #[arg(long)]
         policy_file: Option<PathBuf>,
+        /// Channel emulation on the nodes: their outgoing bytes are paced to
+        /// B·log2(1+SNR) with this B, Hz, which is also the coordinator's
+        /// cost-model bandwidth; 0 turns emulation off.
+        #[arg(long, default_value_t = 10_000.0)]
+        emulate_bandwidth_hz: f64,
         #[command(flatten)]
         ask: AskArgs,
     },
@@ -176,24 +200,31 @@ fn main() -> anyhow::Result<()> {
                 .await?
                 .into_inner()
                 .nodes;
-            println!(
-                "{:<20} {:<10} {:<5} {:>8} {:>8} {:>7} endpoint",
-                "node", "expert", "live", "SNR dB", "tok/s", "load"
-            );
-            for n in nodes {
-                let info = n.info.unwrap_or_default();
-                let load = n.load.unwrap_or_default();
-                println!(
-                    "{:<20} {:<10} {:<5} {:>8.2} {:>8.1} {:>3}/{:<3} {}",
-                    info.node_id,
-                    info.profile.map(|p| p.name).unwrap_or_default(),
-                    n.live,
-                    n.snr.map_or(0.0, |s| s.snr_db),
-                    n.tokens_per_second,
-                    load.active + load.queued,
-                    load.slots,
-                    n.endpoint
-                );
+            print!("{}", report::nodes_table(&nodes));
+            Ok(())
+        }),
+        Command::Probe {
+            node,
+            endpoint,
+            bytes,
+            json,
+        } => rt.block_on(async {
+            let mut c = CoordinatorClient::connect(endpoint.clone())
+                .await
+                .with_context(|| format!("cannot reach the coordinator at {endpoint}"))?;
+            let probes = c
+                .probe(v1::ProbeRequest {
+                    node_id: node.unwrap_or_default(),
+                    bytes,
+                })
+                .await?
+                .into_inner()
+                .probes;
+            if json {
+                let v: Vec<_> = probes.iter().map(report::probe_json).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", report::probe_table(&probes));
             }
             Ok(())
         }),
@@ -202,8 +233,16 @@ fn main() -> anyhow::Result<()> {
             model,
             log,
             policy_file,
+            emulate_bandwidth_hz,
             ask,
-        } => rt.block_on(demo(prompt, model, log, policy_file, ask)),
+        } => rt.block_on(demo(
+            prompt,
+            model,
+            log,
+            policy_file,
+            emulate_bandwidth_hz,
+            ask,
+        )),
         Command::Train(args) => {
             netmoe_coordinator::rl::run_train(args)?;
             Ok(())
@@ -252,7 +291,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, policy = %config.policy, judge = ?config.judge, "coordinator serving");
     println!("NETMOE_READY {addr}");
     std::io::stdout().flush()?;
-    server::run(listener, pipeline.clone(), config.grace, shutdown).await?;
+    server::run(
+        listener,
+        pipeline.clone(),
+        config.grace,
+        config.probe_interval,
+        shutdown,
+    )
+    .await?;
     if let Some(local) = &pipeline.local {
         local.engine.stop();
     }
@@ -265,6 +311,7 @@ async fn demo(
     model: String,
     log: String,
     policy_file: Option<PathBuf>,
+    emulate_bandwidth_hz: f64,
     ask: AskArgs,
 ) -> anyhow::Result<()> {
     let prompt = prompt.unwrap_or_else(|| DEMO_PROMPT.to_owned());
@@ -283,14 +330,28 @@ async fn demo(
     eprintln!(
         "starting a coordinator and three edge experts (fantasy, scifi, nature) on loopback..."
     );
+    let mut coordinator_args = policy_file
+        .map(|p| vec!["--policy-file".to_owned(), p.display().to_string()])
+        .unwrap_or_default();
+    // The demo shows the QUIC data plane and a small link probe per node.
+    coordinator_args.extend(["--transport".into(), "quic".into()]);
+    coordinator_args.extend(["--probe-bytes".into(), "2048".into()]);
+    let mut nodes = demo_nodes();
+    if emulate_bandwidth_hz > 0.0 {
+        coordinator_args.extend(["--bandwidth-hz".into(), emulate_bandwidth_hz.to_string()]);
+        for n in &mut nodes {
+            n.extra.extend([
+                "--emulate-bandwidth-hz".into(),
+                emulate_bandwidth_hz.to_string(),
+            ]);
+        }
+    }
     let spec = ClusterSpec {
         model,
-        nodes: demo_nodes(),
+        nodes,
         node_threads: 1,
         coordinator_threads: 2,
-        coordinator_args: policy_file
-            .map(|p| vec!["--policy-file".to_owned(), p.display().to_string()])
-            .unwrap_or_default(),
+        coordinator_args,
         log,
     };
     let cluster = Cluster::start(&spec).await?;

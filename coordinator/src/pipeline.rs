@@ -14,8 +14,10 @@ use crate::dispatch::{Dispatcher, SegmentJob, SegmentOutcome};
 use crate::fusion::Fuser;
 use crate::gate::{Gate, MAX_SEGMENTS, segment};
 use crate::judge::{Judge, JudgeInput};
+use crate::links::{Links, Transport};
 use crate::policy::{
-    Candidate, LOCAL_TARGET, RouteContext, RoutingPolicy, SegmentView, WORDS_PER_TOKEN, estimate,
+    Candidate, LOCAL_TARGET, MeasuredLink, RouteContext, RoutingPolicy, SegmentView,
+    WORDS_PER_TOKEN, estimate,
 };
 use crate::registry::Registry;
 
@@ -53,6 +55,9 @@ pub enum AskError {
     /// max_tokens 0.
     #[error("max_tokens must be at least 1")]
     ZeroTokens,
+    /// Unknown transport.
+    #[error("{0}")]
+    UnknownTransport(String),
     /// Unknown policy.
     #[error("unknown policy {name:?}; known: {known}")]
     UnknownPolicy {
@@ -92,6 +97,7 @@ impl From<AskError> for tonic::Status {
             | AskError::BadSegmentCount(_)
             | AskError::ZeroDeadline
             | AskError::ZeroTokens
+            | AskError::UnknownTransport(_)
             | AskError::UnknownPolicy { .. } => Code::InvalidArgument,
             AskError::NoLiveNodes(_) | AskError::AllFailed(_) => Code::Unavailable,
             AskError::Busy(_) => Code::ResourceExhausted,
@@ -114,6 +120,8 @@ pub struct PipelineConfig {
     pub cost: CostModel,
     /// Offer the local expert as a routing candidate.
     pub local_candidate: bool,
+    /// Data plane when a request names none.
+    pub transport: Transport,
 }
 
 /// Everything a request needs, shared across requests.
@@ -126,6 +134,8 @@ pub struct Pipeline {
     pub policies: HashMap<String, Arc<dyn RoutingPolicy>>,
     /// Segment dispatch.
     pub dispatcher: Dispatcher,
+    /// QUIC links to the nodes and their probes.
+    pub links: Arc<Links>,
     /// Fusion.
     pub fuser: Fuser,
     /// The judge.
@@ -150,7 +160,7 @@ impl Pipeline {
     fn validate(
         &self,
         req: &v1::AskRequest,
-    ) -> Result<(String, usize, Arc<dyn RoutingPolicy>), AskError> {
+    ) -> Result<(String, usize, Arc<dyn RoutingPolicy>, Transport), AskError> {
         let prompt = req.prompt.trim();
         if prompt.is_empty() {
             return Err(AskError::EmptyPrompt);
@@ -184,12 +194,17 @@ impl Pipeline {
                 known: known.join(", "),
             }
         })?;
-        Ok((prompt.to_owned(), k as usize, policy))
+        let transport = if req.transport.is_empty() {
+            self.config.transport
+        } else {
+            req.transport.parse().map_err(AskError::UnknownTransport)?
+        };
+        Ok((prompt.to_owned(), k as usize, policy, transport))
     }
 
     /// Answers one request.
     pub async fn ask(&self, req: v1::AskRequest) -> Result<v1::AskResponse, AskError> {
-        let (prompt, k, policy) = self.validate(&req)?;
+        let (prompt, k, policy, transport) = self.validate(&req)?;
         let _permit = self
             .limit
             .try_acquire()
@@ -218,6 +233,7 @@ impl Pipeline {
                 let load =
                     f64::from(n.load.active + n.load.queued) / f64::from(n.load.slots.max(1));
                 Candidate {
+                    link: n.measured_link().and_then(MeasuredLink::from_probe),
                     target: n.id().to_owned(),
                     expert: n.expert().to_owned(),
                     local: false,
@@ -234,6 +250,7 @@ impl Pipeline {
         if let Some(local) = self.local.as_ref().filter(|_| local_ok) {
             let l = local.engine.load();
             targets.push(Candidate {
+                link: None,
                 target: LOCAL_TARGET.into(),
                 expert: local.profile.name.clone(),
                 local: true,
@@ -297,6 +314,7 @@ impl Pipeline {
                 deadline,
                 seed: Some((seed as u32).wrapping_add(i as u32)),
                 request_id: format!("{request_id}-{i}"),
+                transport,
             })
             .collect();
         let outcomes = self.dispatcher.run_all(&views, &choices, &jobs).await;
@@ -453,6 +471,8 @@ impl Pipeline {
                     expected_compute_cost: e.compute_cost,
                     expected_transfer_s: e.transfer_s,
                     value: c.values[i],
+                    measured_goodput_bps: x.link.map_or(0.0, |l| l.goodput_bps),
+                    measured_rtt_ms: x.link.map_or(0.0, |l| l.rtt_s * 1e3),
                 }
             })
             .collect();
@@ -496,6 +516,11 @@ impl Pipeline {
             explanation,
             attempts: o.attempts,
             error: o.error.clone().unwrap_or_default(),
+            transport: o.transport.to_owned(),
+            wire_bytes_up: o.wire.up,
+            wire_bytes_down: o.wire.down,
+            wire_bytes_shared: o.wire.shared,
+            paced_s: fin.paced_seconds,
         }
     }
 }
@@ -513,6 +538,7 @@ pub fn totals(reports: &[v1::SegmentReport]) -> v1::Totals {
         t.measured_bytes += r.measured_bytes_up + r.measured_bytes_down;
         t.measured_transfer_s += r.measured_transfer_s;
         t.reward += r.reward;
+        t.wire_bytes += r.wire_bytes_up + r.wire_bytes_down;
     }
     t
 }

@@ -59,6 +59,8 @@ pub struct NodeEntry {
     pub tokens_per_second: f64,
     /// Believed reachable.
     pub live: bool,
+    /// The latest probe of its QUIC link, and when it finished.
+    pub link: Option<(v1::LinkProbe, Instant)>,
 }
 
 impl NodeEntry {
@@ -70,6 +72,11 @@ impl NodeEntry {
     /// The expert's name.
     pub fn expert(&self) -> &str {
         self.info.profile.as_ref().map_or("", |p| p.name.as_str())
+    }
+
+    /// The latest successful link probe.
+    pub fn measured_link(&self) -> Option<&v1::LinkProbe> {
+        self.link.as_ref().map(|(p, _)| p).filter(|p| p.ok)
     }
 
     /// The expert's domain description.
@@ -131,6 +138,7 @@ impl Registry {
             channel,
             last_seen: Instant::now(),
             live: true,
+            link: None,
             info,
         };
         tracing::info!(node = %entry.id(), expert = %entry.expert(), endpoint, "node registered");
@@ -175,6 +183,24 @@ impl Registry {
         dropped
     }
 
+    /// Records a link probe of a node (failed probes too: the node list
+    /// shows why).
+    pub fn set_link(&self, probe: v1::LinkProbe) {
+        if let Some(n) = self
+            .nodes
+            .write()
+            .expect("registry lock")
+            .get_mut(&probe.node_id)
+        {
+            n.link = Some((probe, Instant::now()));
+        }
+    }
+
+    /// A node by id, live or not.
+    pub fn get(&self, id: &str) -> Option<NodeEntry> {
+        self.nodes.read().expect("registry lock").get(id).cloned()
+    }
+
     /// Marks a node down after a dispatch could not reach it.
     pub fn mark_down(&self, id: &str) {
         if let Some(n) = self.nodes.write().expect("registry lock").get_mut(id) {
@@ -215,6 +241,10 @@ impl Registry {
                 snr: Some(n.snr.clone()),
                 load: Some(n.load),
                 tokens_per_second: n.tokens_per_second,
+                link: n.link.as_ref().map(|(p, at)| v1::LinkProbe {
+                    age_ms: now.saturating_duration_since(*at).as_millis() as u64,
+                    ..p.clone()
+                }),
             })
             .collect();
         v.sort_by(|a, b| {

@@ -101,6 +101,7 @@ pub fn table(r: &v1::AskResponse) -> String {
             t.sim_energy_j, t.payload_bits
         );
     }
+    transfer_table(&mut o, r);
     let _ = writeln!(o, "\n── why ──");
     for s in &r.segments {
         let _ = writeln!(o, "{}: {}", s.index, s.explanation);
@@ -132,6 +133,182 @@ pub fn table(r: &v1::AskResponse) -> String {
     o
 }
 
+/// Simulated and measured transfer of each segment, side by side.
+fn transfer_table(o: &mut String, r: &v1::AskResponse) {
+    let _ = writeln!(
+        o,
+        "\n── transfer: Shannon model vs the wire ──\n{:>2} {:<14} {:<5} {:>6} {:>9} {:>7} {:>8} {:>9} | {:>6} {:>7} {:>15} {:>8} {:>9} {:>10} {:>7}",
+        "#",
+        "node",
+        "via",
+        "SNR dB",
+        "rate b/s",
+        "bits",
+        "sim tx s",
+        "sim J",
+        "up B",
+        "down B",
+        "UDP up/down B",
+        "paced s",
+        "wire tx s",
+        "probe b/s",
+        "RTT ms"
+    );
+    for s in &r.segments {
+        if s.transport == "local" || s.target == crate::policy::LOCAL_TARGET {
+            let _ = writeln!(o, "{:>2} {:<14} {:<5} (no radio: the coordinator's own expert)", s.index, cut(&s.target, 14), "local");
+            continue;
+        }
+        let chosen = s.candidates.iter().find(|c| c.target == s.target);
+        let udp = if s.transport == "quic" {
+            format!(
+                "{}/{}{}",
+                s.wire_bytes_up,
+                s.wire_bytes_down,
+                if s.wire_bytes_shared { "*" } else { "" }
+            )
+        } else {
+            "-".into()
+        };
+        let probe = chosen
+            .filter(|c| c.measured_goodput_bps > 0.0)
+            .map_or(("-".to_owned(), "-".to_owned()), |c| {
+                (
+                    format!("{:.0}", c.measured_goodput_bps),
+                    format!("{:.2}", c.measured_rtt_ms),
+                )
+            });
+        let _ = writeln!(
+            o,
+            "{:>2} {:<14} {:<5} {:>6.1} {:>9.0} {:>7} {:>8.4} {:>9.5} | {:>6} {:>7} {:>15} {:>8.3} {:>9.4} {:>10} {:>7}",
+            s.index,
+            cut(&s.target, 14),
+            s.transport,
+            s.snr_db,
+            s.rate_bps,
+            s.payload_bits,
+            s.sim_transfer_s,
+            s.sim_energy_j,
+            s.measured_bytes_up,
+            s.measured_bytes_down,
+            udp,
+            s.paced_s,
+            s.measured_transfer_s,
+            probe.0,
+            probe.1
+        );
+    }
+    let _ = writeln!(
+        o,
+        "sim: payload bits at B·log2(1+SNR); wire tx s: latency minus the node's model time (streaming overlaps sending with generation); paced s: time the node waited for its emulated channel; UDP bytes from quinn (* = shared with other streams)"
+    );
+}
+
+/// The nodes a coordinator knows, with their last link probe.
+pub fn nodes_table(nodes: &[v1::NodeStatus]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<20} {:<10} {:<5} {:>7} {:>7} {:>7} {:>9} {:>11} {:>11} {:>7} endpoint",
+        "node", "expert", "live", "SNR dB", "tok/s", "load", "RTT ms", "down b/s", "up b/s", "probed"
+    );
+    for n in nodes {
+        let info = n.info.clone().unwrap_or_default();
+        let load = n.load.unwrap_or_default();
+        let (rtt, down, up, age) = match &n.link {
+            Some(l) if l.ok => (
+                format!("{:.2}", l.echo_rtt_ms),
+                format!("{:.0}", l.down_goodput_bps),
+                format!("{:.0}", l.up_goodput_bps),
+                format!("{:.0}s ago", l.age_ms as f64 / 1e3),
+            ),
+            Some(_) => ("failed".into(), "-".into(), "-".into(), "-".into()),
+            None => ("-".into(), "-".into(), "-".into(), "never".into()),
+        };
+        let _ = writeln!(
+            o,
+            "{:<20} {:<10} {:<5} {:>7.2} {:>7.1} {:>3}/{:<3} {:>9} {:>11} {:>11} {:>7} {}",
+            info.node_id,
+            info.profile.map(|p| p.name).unwrap_or_default(),
+            n.live,
+            n.snr.as_ref().map_or(0.0, |s| s.snr_db),
+            n.tokens_per_second,
+            load.active + load.queued,
+            load.slots,
+            rtt,
+            down,
+            up,
+            age,
+            n.endpoint
+        );
+    }
+    o
+}
+
+/// Link probes as a table.
+pub fn probe_table(probes: &[v1::LinkProbe]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<20} {:>8} {:>8} {:>12} {:>12} {:>9} {:>7} {:>8} {:>7} {:>12} {:>11} {:>10} {:>11}",
+        "node",
+        "RTT ms",
+        "path ms",
+        "down b/s",
+        "up b/s",
+        "bytes",
+        "lost",
+        "loss %",
+        "cwnd",
+        "UDP tx/rx B",
+        "framed ok",
+        "SNR dB",
+        "Shannon b/s"
+    );
+    for p in probes {
+        if !p.ok {
+            let _ = writeln!(o, "{:<20} FAILED: {}", p.node_id, p.error);
+            continue;
+        }
+        let framed_ok = p.down_framed_bytes_sent == p.down_framed_bytes_received
+            && p.up_framed_bytes_sent == p.up_framed_bytes_received;
+        let _ = writeln!(
+            o,
+            "{:<20} {:>8.3} {:>8.3} {:>12.0} {:>12.0} {:>9} {:>7} {:>8.3} {:>7} {:>12} {:>11} {:>10.2} {:>11.0}",
+            p.node_id,
+            p.echo_rtt_ms,
+            p.path_rtt_ms,
+            p.down_goodput_bps,
+            p.up_goodput_bps,
+            p.probe_bytes,
+            p.packets_lost,
+            100.0 * p.loss_rate,
+            p.cwnd_bytes,
+            format!("{}/{}", p.wire_bytes_tx, p.wire_bytes_rx),
+            if framed_ok { "yes" } else { "NO" },
+            p.snr_db,
+            p.shannon_rate_bps
+        );
+    }
+    o
+}
+
+/// A link probe as JSON.
+pub fn probe_json(p: &v1::LinkProbe) -> Value {
+    json!({
+        "node_id": p.node_id, "ok": p.ok, "error": p.error,
+        "echo_rtt_ms": p.echo_rtt_ms, "path_rtt_ms": p.path_rtt_ms,
+        "down_goodput_bps": p.down_goodput_bps, "up_goodput_bps": p.up_goodput_bps,
+        "probe_bytes": p.probe_bytes,
+        "down_framed_bytes_sent": p.down_framed_bytes_sent, "down_framed_bytes_received": p.down_framed_bytes_received,
+        "up_framed_bytes_sent": p.up_framed_bytes_sent, "up_framed_bytes_received": p.up_framed_bytes_received,
+        "wire_bytes_tx": p.wire_bytes_tx, "wire_bytes_rx": p.wire_bytes_rx,
+        "packets_sent": p.packets_sent, "packets_lost": p.packets_lost, "loss_rate": p.loss_rate,
+        "cwnd_bytes": p.cwnd_bytes, "snr_db": p.snr_db, "shannon_rate_bps": p.shannon_rate_bps,
+        "down_paced_s": p.down_paced_s, "age_ms": p.age_ms,
+    })
+}
+
 /// The answer as JSON (every field of the contract).
 pub fn json(r: &v1::AskResponse) -> Value {
     let segments: Vec<Value> = r
@@ -149,11 +326,15 @@ pub fn json(r: &v1::AskResponse) -> Value {
                 "measured_transfer_s": s.measured_transfer_s, "latency_s": s.latency_s,
                 "model_seconds": s.model_seconds, "reward": s.reward, "attempts": s.attempts,
                 "error": s.error, "explanation": s.explanation,
+                "transport": s.transport, "wire_bytes_up": s.wire_bytes_up,
+                "wire_bytes_down": s.wire_bytes_down, "wire_bytes_shared": s.wire_bytes_shared,
+                "paced_s": s.paced_s,
                 "candidates": s.candidates.iter().map(|c| json!({
                     "target": c.target, "expert": c.expert, "relevance": c.relevance,
                     "gate_weight": c.gate_weight, "snr_db": c.snr_db, "rate_bps": c.rate_bps,
                     "expected_words": c.expected_words, "expected_compute_cost": c.expected_compute_cost,
                     "expected_transfer_s": c.expected_transfer_s, "value": c.value,
+                    "measured_goodput_bps": c.measured_goodput_bps, "measured_rtt_ms": c.measured_rtt_ms,
                 })).collect::<Vec<_>>(),
             })
         })
@@ -168,6 +349,7 @@ pub fn json(r: &v1::AskResponse) -> Value {
             "words": t.words, "generated_tokens": t.generated_tokens, "compute_cost": t.compute_cost,
             "payload_bits": t.payload_bits, "sim_transfer_s": t.sim_transfer_s, "sim_energy_j": t.sim_energy_j,
             "measured_bytes": t.measured_bytes, "measured_transfer_s": t.measured_transfer_s, "reward": t.reward,
+            "wire_bytes": t.wire_bytes,
         },
         "timings": {
             "gate_s": tm.gate_s, "route_s": tm.route_s, "dispatch_s": tm.dispatch_s, "fusion_s": tm.fusion_s,

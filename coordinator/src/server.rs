@@ -28,11 +28,13 @@ pub enum ServeError {
 }
 
 /// Serves until `shutdown`, then drains in-flight requests for at most
-/// `grace`.
+/// `grace`. Probes every live node's link each `probe_interval` (None:
+/// only at registration and on demand).
 pub async fn run(
     listener: TcpListener,
     pipeline: Arc<Pipeline>,
     grace: Duration,
+    probe_interval: Option<Duration>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let tasks = TaskTracker::new();
@@ -58,6 +60,13 @@ pub async fn run(
             }
         }
     });
+    if let Some(interval) = probe_interval {
+        tasks.spawn(pipeline.links.clone().probe_periodically(
+            pipeline.registry.clone(),
+            interval,
+            shutdown.clone(),
+        ));
+    }
     tasks.close();
 
     let server = tonic::transport::Server::builder()
@@ -75,5 +84,6 @@ pub async fn run(
     };
     shutdown.cancel();
     tasks.wait().await;
+    pipeline.links.close();
     Ok(result?)
 }

@@ -154,6 +154,8 @@ fn main() {
         snr: Mutex::new(SnrSampler::new(SnrModel::Fixed { db: 10.0 }, 1)),
         limits: Limits::default(),
         hardware: netmoe_edge_node::hardware::summary(),
+        pacer: None,
+        link: Default::default(),
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut client = rt.block_on(async {

@@ -99,6 +99,24 @@ pub struct ServeArgs {
     /// Cache directory for models [default: ~/.cache/netmoe].
     #[arg(long, env = "NETMOE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// QUIC endpoint (data plane and link probes): "auto" (UDP, the gRPC
+    /// address and port, or a free port if taken), "off", or an address
+    /// [default: auto].
+    #[arg(long, env = "NETMOE_QUIC")]
+    pub quic: Option<String>,
+    /// PEM certificate chain of the QUIC endpoint; with --tls-key. Without
+    /// both, the node makes a self-signed certificate at start (dev mode)
+    /// and advertises its SHA-256 for the coordinator to pin.
+    #[arg(long, env = "NETMOE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the QUIC endpoint; with --tls-cert.
+    #[arg(long, env = "NETMOE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Channel emulation: pace every outgoing data-plane byte (gRPC and
+    /// QUIC) to B·log2(1+SNR) of the current simulated SNR, B this many Hz;
+    /// 0 turns it off [default: 0].
+    #[arg(long, env = "NETMOE_EMULATE_BANDWIDTH_HZ")]
+    pub emulate_bandwidth_hz: Option<f64>,
 }
 
 /// The settings file: the same keys as the flags.
@@ -124,6 +142,36 @@ struct FileConfig {
     grace_ms: Option<u64>,
     warmup_tokens: Option<u32>,
     cache_dir: Option<PathBuf>,
+    quic: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    emulate_bandwidth_hz: Option<f64>,
+}
+
+/// Where the QUIC endpoint listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuicListen {
+    /// No QUIC endpoint.
+    Off,
+    /// UDP on the gRPC address and port, or a free port if that is taken.
+    Auto,
+    /// This address.
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for QuicListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "off" => Ok(Self::Off),
+            a => a
+                .parse()
+                .map(Self::At)
+                .map_err(|_| format!("{a:?} is not auto, off or an address like 0.0.0.0:50051")),
+        }
+    }
 }
 
 /// Resolved node configuration.
@@ -167,6 +215,12 @@ pub struct NodeConfig {
     pub warmup_tokens: u32,
     /// Model cache.
     pub cache_dir: PathBuf,
+    /// QUIC endpoint.
+    pub quic: QuicListen,
+    /// PEM certificate and key of the QUIC endpoint (None: self-signed).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Emulated channel bandwidth, Hz (0: no emulation).
+    pub emulate_bandwidth_hz: f64,
 }
 
 fn positive(key: &'static str, v: u32) -> Result<u32, ConfigError> {
@@ -217,7 +271,39 @@ impl ServeArgs {
                 ),
             });
         }
+        let quic = self
+            .quic
+            .or(f.quic)
+            .unwrap_or_else(|| "auto".into())
+            .parse::<QuicListen>()
+            .map_err(|message| ConfigError::Invalid {
+                key: "quic",
+                message,
+            })?;
+        let tls = match (self.tls_cert.or(f.tls_cert), self.tls_key.or(f.tls_key)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "tls_cert",
+                    message: "tls_cert and tls_key go together".into(),
+                });
+            }
+        };
+        let emulate_bandwidth_hz = self
+            .emulate_bandwidth_hz
+            .or(f.emulate_bandwidth_hz)
+            .unwrap_or(0.0);
+        if !(emulate_bandwidth_hz.is_finite() && emulate_bandwidth_hz >= 0.0) {
+            return Err(ConfigError::Invalid {
+                key: "emulate_bandwidth_hz",
+                message: format!("{emulate_bandwidth_hz} is not a bandwidth in Hz (0 turns emulation off)"),
+            });
+        }
         Ok(NodeConfig {
+            quic,
+            tls,
+            emulate_bandwidth_hz,
             listen: self
                 .listen
                 .or(f.listen)

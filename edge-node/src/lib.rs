@@ -6,6 +6,8 @@
 //! - [`profile`]: the expert profile (domain, persona, prompt template).
 //! - [`service`]: the `EdgeNode` gRPC service, request limits and accounting.
 //! - [`error`]: request errors and their mapping to gRPC statuses.
+//! - [`probe`]: link probe transfers (download payload), shared by gRPC and QUIC.
+//! - [`link`]: the QUIC endpoint beside gRPC: data plane and probes.
 //! - [`register`]: registration and heartbeats to the coordinator.
 //! - [`server`]: serving on a bound listener with health, reflection and drain.
 //! - [`config`]: flags, environment and file resolved into [`NodeConfig`].
@@ -18,7 +20,9 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod hardware;
+pub mod link;
 pub mod node;
+pub mod probe;
 pub mod profile;
 pub mod register;
 pub mod sampling;

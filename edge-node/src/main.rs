@@ -117,6 +117,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let cfg = config.clone();
         let state = tokio::task::spawn_blocking(move || node::build(&cfg, addr, true)).await??;
+        let quic = node::bind_quic(&config, addr, &state)?;
         let shutdown = CancellationToken::new();
         tokio::spawn(netmoe_edge_node::server::cancel_on_signal(shutdown.clone()));
         tracing::info!(
@@ -131,6 +132,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let registration = node::registration(&config, addr);
         server::run(
             listener,
+            quic,
             state.clone(),
             registration,
             config.grace,

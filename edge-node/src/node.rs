@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 use netmoe_common::channel::SnrSampler;
 use netmoe_common::fetch::{FetchOptions, resolve_model};
 
-use crate::config::NodeConfig;
+use netmoe_common::link::Pacer;
+
+use crate::config::{NodeConfig, QuicListen};
+use crate::link::LinkServeError;
 use crate::engine::{Engine, EngineConfig, EngineEvent, GenerateJob};
 use crate::profile::ExpertProfile;
 use crate::server::Registration;
@@ -57,14 +60,54 @@ pub fn build(
         .node_id
         .clone()
         .unwrap_or_else(|| format!("{}-{}", profile.name, listen.port()));
-    Ok(Arc::new(NodeState {
+    let state = Arc::new(NodeState {
         node_id,
         profile,
         engine,
         snr: Mutex::new(SnrSampler::new(config.snr.clone(), config.seed)),
         limits: config.limits,
         hardware: crate::hardware::summary(),
-    }))
+        pacer: (config.emulate_bandwidth_hz > 0.0)
+            .then(|| Pacer::new(config.emulate_bandwidth_hz, 0.0)),
+        link: Default::default(),
+    });
+    if state.pacer.is_some() {
+        // Start the emulated radio at a real draw of the channel.
+        state.draw_snr();
+    }
+    Ok(state)
+}
+
+/// Binds the QUIC endpoint as configured and records what `Info` and
+/// registration advertise. `Auto` takes UDP on the gRPC address and port,
+/// or a free port when that one is taken.
+pub fn bind_quic(
+    config: &NodeConfig,
+    listen: SocketAddr,
+    state: &NodeState,
+) -> Result<Option<quinn::Endpoint>, LinkServeError> {
+    let addr = match config.quic {
+        QuicListen::Off => return Ok(None),
+        QuicListen::At(a) => a,
+        QuicListen::Auto => listen,
+    };
+    let identity = crate::link::identity(config, listen)?;
+    let (endpoint, info) = match crate::link::bind(addr, &identity) {
+        Err(e) if config.quic == QuicListen::Auto => {
+            tracing::info!(error = %e, "UDP port of the gRPC listener is taken; QUIC on a free port");
+            crate::link::bind(SocketAddr::new(addr.ip(), 0), &identity)?
+        }
+        other => other?,
+    };
+    if identity.self_signed {
+        tracing::warn!(
+            sha256 = %info.cert_sha256,
+            "QUIC dev mode: self-signed certificate; the coordinator pins this fingerprint (use --tls-cert/--tls-key in production)"
+        );
+    }
+    tracing::info!(port = info.quic_port, "QUIC endpoint bound");
+    let _ = state.link.set(info);
+    Ok(Some(endpoint))
 }
 
 /// How the node registers, if a coordinator is configured.

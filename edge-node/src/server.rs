@@ -34,11 +34,13 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Serves `state` on `listener` until `shutdown`, then stops accepting,
+/// Serves `state` on `listener` (gRPC) and `quic` until `shutdown`, then
+/// stops accepting,
 /// gives in-flight streams `grace` to finish, fails the rest with
 /// UNAVAILABLE, and returns once every connection has closed.
 pub async fn run(
     listener: TcpListener,
+    quic: Option<quinn::Endpoint>,
     state: Arc<NodeState>,
     registration: Option<Registration>,
     grace: Duration,
@@ -63,6 +65,14 @@ pub async fn run(
             r.endpoint,
             r.period,
             shutdown.child_token(),
+        ));
+    }
+    if let Some(endpoint) = quic.clone() {
+        tasks.spawn(crate::link::serve(
+            endpoint,
+            state.clone(),
+            shutdown.clone(),
+            tasks.clone(),
         ));
     }
     let engine = state.engine.clone();
@@ -93,6 +103,10 @@ pub async fn run(
     served.cancel();
     shutdown.cancel();
     tasks.wait().await;
+    if let Some(endpoint) = quic {
+        endpoint.close(0u32.into(), b"node shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    }
     Ok(result?)
 }
 

@@ -2,11 +2,13 @@
 //! engine, and streams pieces and the final accounting back.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
 use netmoe_common::channel::{SnrDraw, SnrSampler};
+use netmoe_common::link::Pacer;
+use netmoe_common::link::frame::HEADER_BYTES;
 use netmoe_proto::v1::{self, GenerateEvent, generate_event::Event};
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -23,8 +25,9 @@ pub const DEFAULT_MAX_CONTEXT_BYTES: u32 = 32 * 1024;
 pub const DEFAULT_MAX_TOKENS_LIMIT: u32 = 512;
 /// Largest gRPC message the node decodes: the two text limits plus room.
 pub const MAX_REQUEST_MESSAGE_BYTES: usize = 64 * 1024;
-/// Bytes of framing gRPC adds to every message (flag + length).
-const GRPC_FRAME_HEADER: u64 = 5;
+/// Bytes of framing added to every message (flag + length), the same on
+/// gRPC and on the QUIC data plane.
+const GRPC_FRAME_HEADER: u64 = HEADER_BYTES;
 
 /// Request limits of a node.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +65,10 @@ pub struct NodeState {
     pub limits: Limits,
     /// Hardware summary, read once.
     pub hardware: v1::HardwareInfo,
+    /// Channel emulation: paces outgoing data-plane bytes (None: off).
+    pub pacer: Option<Pacer>,
+    /// The QUIC endpoint, once bound.
+    pub link: OnceLock<v1::LinkInfo>,
 }
 
 impl NodeState {
@@ -69,7 +76,26 @@ impl NodeState {
     pub fn draw_snr(&self) -> v1::SnrReport {
         let mut s = self.snr.lock().expect("snr lock");
         let d = s.draw();
+        if let Some(p) = &self.pacer {
+            p.set_snr(d.snr_db);
+        }
         report(&d, s.model())
+    }
+
+    /// Waits until `bytes` may leave on the emulated channel; returns the
+    /// wait (zero without emulation).
+    pub async fn pace(&self, bytes: u64) -> Duration {
+        match &self.pacer {
+            Some(p) => p.take(bytes).await,
+            None => Duration::ZERO,
+        }
+    }
+
+    /// The QUIC endpoint and emulation, as `Info` reports them.
+    pub fn link_info(&self) -> v1::LinkInfo {
+        let mut l = self.link.get().cloned().unwrap_or_default();
+        l.emulated_bandwidth_hz = self.pacer.as_ref().map_or(0.0, Pacer::bandwidth_hz);
+        l
     }
 
     /// The last draw, without drawing.
@@ -117,6 +143,7 @@ impl NodeState {
                 n_ctx_per_sequence: cfg.ctx_per_slot,
             }),
             version: env!("CARGO_PKG_VERSION").into(),
+            link: Some(self.link_info()),
         }
     }
 
@@ -213,23 +240,47 @@ impl v1::edge_node_server::EdgeNode for EdgeNodeService {
         &self,
         request: Request<v1::GenerateRequest>,
     ) -> Result<Response<Self::GenerateStream>, Status> {
-        let req = request.into_inner();
-        let job = self.state.job(&req)?;
-        let request_id = job.request_id.clone();
-        let generation = self.state.engine.submit(job)?;
-        tracing::debug!(request = %request_id, prompt_tokens = generation.prompt_tokens, "accepted");
-        let stream = StreamState {
-            generation,
-            state: self.state.clone(),
-            request_id,
-            bytes_sent: 0,
-            done: false,
-        };
-        Ok(Response::new(Box::pin(futures::stream::unfold(
-            stream,
-            StreamState::step,
-        ))))
+        Ok(Response::new(generate_events(
+            &self.state,
+            &request.into_inner(),
+        )?))
     }
+
+    type DownloadStream = crate::probe::ProbeStream;
+
+    async fn download(
+        &self,
+        request: Request<v1::DownloadRequest>,
+    ) -> Result<Response<Self::DownloadStream>, Status> {
+        Ok(Response::new(crate::probe::download_events(
+            &self.state,
+            &request.into_inner(),
+        )?))
+    }
+}
+
+/// Validates a request, hands it to the engine, and returns its events:
+/// the one implementation behind gRPC `Generate` and the QUIC data plane.
+/// The transfer's SNR is drawn now, so an emulated channel paces the whole
+/// stream at it.
+pub fn generate_events(
+    state: &Arc<NodeState>,
+    req: &v1::GenerateRequest,
+) -> Result<GenerateStream, Status> {
+    let job = state.job(req)?;
+    let request_id = job.request_id.clone();
+    let generation = state.engine.submit(job)?;
+    tracing::debug!(request = %request_id, prompt_tokens = generation.prompt_tokens, "accepted");
+    let stream = StreamState {
+        generation,
+        snr: state.draw_snr(),
+        state: state.clone(),
+        request_id,
+        bytes_sent: 0,
+        paced: Duration::ZERO,
+        done: false,
+    };
+    Ok(Box::pin(futures::stream::unfold(stream, StreamState::step)))
 }
 
 /// Turns engine events into protocol messages, counting bytes as it goes.
@@ -239,7 +290,9 @@ struct StreamState {
     generation: Generation,
     state: Arc<NodeState>,
     request_id: String,
+    snr: v1::SnrReport,
     bytes_sent: u64,
+    paced: Duration,
     done: bool,
 }
 
@@ -253,7 +306,9 @@ impl StreamState {
                 let ev = GenerateEvent {
                     event: Some(Event::Piece(v1::GeneratePiece { text, tokens })),
                 };
-                self.bytes_sent += ev.encoded_len() as u64 + GRPC_FRAME_HEADER;
+                let n = ev.encoded_len() as u64 + GRPC_FRAME_HEADER;
+                self.paced += self.state.pace(n).await;
+                self.bytes_sent += n;
                 Ok(ev)
             }
             Some(EngineEvent::Done(stats)) => {
@@ -270,10 +325,12 @@ impl StreamState {
                     prompt_eval_seconds: stats.prompt_eval.as_secs_f64(),
                     generation_seconds: stats.generation.as_secs_f64(),
                     bytes_sent: 0,
-                    snr: Some(self.state.draw_snr()),
+                    snr: Some(self.snr.clone()),
                     node_id: self.state.node_id.clone(),
+                    paced_seconds: self.paced.as_secs_f64(),
                 };
                 fin.bytes_sent = total_with_self(self.bytes_sent, &mut fin);
+                self.state.pace(fin.bytes_sent - self.bytes_sent).await;
                 tracing::info!(
                     request = %self.request_id,
                     tokens = fin.generated_tokens,
@@ -299,21 +356,31 @@ impl StreamState {
 }
 
 /// The byte count of the stream including the final message itself, whose
-/// own size depends on the number it carries: iterate to the fixed point
-/// (varints grow monotonically, so two or three rounds suffice).
+/// own size depends on the number it carries.
 fn total_with_self(before: u64, fin: &mut v1::GenerateFinal) -> u64 {
+    let total = count_with_last(before, |t| {
+        fin.bytes_sent = t;
+        GenerateEvent {
+            event: Some(Event::Final(fin.clone())),
+        }
+        .encoded_len() as u64
+    });
+    fin.bytes_sent = total;
+    total
+}
+
+/// The framed byte count of a stream whose last message carries that very
+/// count: `last_len(t)` is the last message's encoded size when it says
+/// `t`. Iterates to the fixed point (varints grow monotonically, so two or
+/// three rounds suffice). Shared by generation and probe streams.
+pub(crate) fn count_with_last(before: u64, mut last_len: impl FnMut(u64) -> u64) -> u64 {
+    let mut total = 0;
     loop {
-        let ev_len = |f: &v1::GenerateFinal| {
-            GenerateEvent {
-                event: Some(Event::Final(f.clone())),
-            }
-            .encoded_len() as u64
-        };
-        let total = before + ev_len(fin) + GRPC_FRAME_HEADER;
-        if fin.bytes_sent == total {
+        let next = before + last_len(total) + GRPC_FRAME_HEADER;
+        if next == total {
             return total;
         }
-        fin.bytes_sent = total;
+        total = next;
     }
 }
 

@@ -96,3 +96,32 @@ pub fn profiles_dir() -> PathBuf {
         .join("edge-node")
         .join("profiles")
 }
+
+/// A QUIC link to a node, as the coordinator dials it: the node's
+/// advertised port and pinned certificate fingerprint (dev mode). Returns
+/// the client endpoint too (keep it alive), and the node's info.
+pub async fn link_to(
+    node: &ServerProcess,
+) -> anyhow::Result<(
+    netmoe_common::link::LinkClient,
+    netmoe_common::link::LinkConnection,
+    netmoe_proto::v1::NodeInfo,
+)> {
+    let info = edge_client(node)
+        .await?
+        .info(netmoe_proto::v1::InfoRequest {})
+        .await?
+        .into_inner();
+    let link = info.link.clone().unwrap_or_default();
+    anyhow::ensure!(link.quic_port != 0, "node advertises no QUIC endpoint");
+    let addr = std::net::SocketAddr::new(node.addr.ip(), link.quic_port as u16);
+    let client = netmoe_common::link::LinkClient::new()?;
+    let conn = client
+        .connect(
+            addr,
+            "localhost",
+            &netmoe_common::link::Trust::Pinned(link.cert_sha256),
+        )
+        .await?;
+    Ok((client, conn, info))
+}

@@ -151,6 +151,7 @@ mod tests {
 
     fn cand(target: &str, relevance: f64, snr_db: f64) -> Candidate {
         Candidate {
+            link: None,
             target: target.into(),
             expert: target.into(),
             local: target == LOCAL_TARGET,

@@ -45,6 +45,33 @@ pub struct Candidate {
     pub load: f64,
     /// Words the expert is expected to write.
     pub expected_words: f64,
+    /// The node's link as last probed (None: local, or not probed yet).
+    pub link: Option<MeasuredLink>,
+}
+
+/// What the latest probe measured of a node's link.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeasuredLink {
+    /// Payload goodput node → coordinator, bits/s.
+    pub goodput_bps: f64,
+    /// Echo round trip, seconds.
+    pub rtt_s: f64,
+}
+
+impl MeasuredLink {
+    /// From a successful probe.
+    pub fn from_probe(p: &netmoe_proto::v1::LinkProbe) -> Option<Self> {
+        (p.ok && p.down_goodput_bps > 0.0).then(|| Self {
+            goodput_bps: p.down_goodput_bps,
+            rtt_s: p.echo_rtt_ms / 1e3,
+        })
+    }
+
+    /// Seconds `bits` take on this link: one round trip plus bits over
+    /// the goodput.
+    pub fn seconds(&self, bits: u64) -> f64 {
+        self.rtt_s + bits as f64 / self.goodput_bps
+    }
 }
 
 /// A segment and its candidates.
@@ -93,12 +120,19 @@ pub fn estimate(c: &Candidate, all: &[Candidate], cost: &CostModel) -> Estimate 
         (c.expected_words * WIRE_BYTES_PER_WORD * 8.0) as u64
     };
     let r = cost.reward(score, words, bits, c.snr_db);
+    // The router sees the worse of the channel model and the measured
+    // wire: a link slower than its SNR promises (congestion, a bad cable,
+    // netem) costs what it really costs.
+    let extra = match (c.local, c.link) {
+        (false, Some(l)) => (l.seconds(bits) - r.transfer.seconds).max(0.0),
+        _ => 0.0,
+    };
     Estimate {
         score,
         compute_cost: r.compute_cost,
         rate_bps: if c.local { 0.0 } else { r.transfer.rate_bps },
-        transfer_s: r.transfer.seconds,
-        reward: r.reward,
+        transfer_s: r.transfer.seconds + extra,
+        reward: r.reward - cost.lambda_transfer * extra,
     }
 }
 

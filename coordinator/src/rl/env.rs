@@ -420,6 +420,7 @@ impl Env {
             .map(|(n, &snr_db)| {
                 let o = &seg.outcomes[n.expert];
                 Candidate {
+                    link: None,
                     target: n.target.clone(),
                     expert: self.data.experts[n.expert].name.clone(),
                     local: n.local,

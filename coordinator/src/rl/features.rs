@@ -293,6 +293,7 @@ mod tests {
 
     fn cand(expert: &str, local: bool, relevance: f64, snr_db: f64) -> Candidate {
         Candidate {
+            link: None,
             target: expert.into(),
             expert: expert.into(),
             local,

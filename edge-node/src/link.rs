@@ -1,0 +1,238 @@
+//! The node's QUIC endpoint (quinn) beside its gRPC server: the data plane
+//! (`--transport quic` on the coordinator) and the link probes. Each
+//! bidirectional stream opens with a `LinkRequest` and is answered with
+//! the same messages the gRPC calls stream, framed as gRPC frames them;
+//! failures end the stream with a status trailer carrying the gRPC code.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use netmoe_common::link::frame::{self, DEFAULT_MAX_FRAME_BYTES, Frame};
+use netmoe_common::link::{ServerIdentity, TlsError};
+use netmoe_proto::v1::{self, EchoReply, LinkRequest, ProbeChunk, link_request::Kind};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::{Code, Status};
+
+use crate::config::NodeConfig;
+use crate::service::{MAX_REQUEST_MESSAGE_BYTES, NodeState, generate_events};
+
+/// Largest echo payload.
+pub const MAX_ECHO_BYTES: usize = 64 * 1024;
+
+/// Why the QUIC endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkServeError {
+    /// The certificate could not be loaded or made.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The UDP socket could not be bound.
+    #[error("cannot bind QUIC on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The endpoint's identity: PEM files if configured, else a self-signed
+/// certificate for the listen address and `localhost` (dev mode).
+pub fn identity(config: &NodeConfig, listen: SocketAddr) -> Result<ServerIdentity, TlsError> {
+    match &config.tls {
+        Some((cert, key)) => ServerIdentity::from_pem(cert, key),
+        None => ServerIdentity::self_signed(vec![listen.ip().to_string(), "localhost".into()]),
+    }
+}
+
+/// Binds the QUIC endpoint; returns it and the `LinkInfo` to advertise.
+pub fn bind(
+    addr: SocketAddr,
+    identity: &ServerIdentity,
+) -> Result<(quinn::Endpoint, v1::LinkInfo), LinkServeError> {
+    let endpoint = quinn::Endpoint::server(identity.server_config()?, addr)
+        .map_err(|source| LinkServeError::Bind { addr, source })?;
+    let port = endpoint
+        .local_addr()
+        .map_err(|source| LinkServeError::Bind { addr, source })?
+        .port();
+    let info = v1::LinkInfo {
+        quic_port: u32::from(port),
+        cert_sha256: identity.fingerprint(),
+        self_signed: identity.self_signed,
+        emulated_bandwidth_hz: 0.0,
+    };
+    Ok((endpoint, info))
+}
+
+/// Accepts connections and streams until `shutdown`; streams in flight
+/// then run to their end (the engine's drain ends generations), tracked by
+/// `tasks`.
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    state: Arc<NodeState>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => i,
+            _ = shutdown.cancelled() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        let (state, shutdown, streams) = (state.clone(), shutdown.clone(), tasks.clone());
+        tasks.spawn(async move {
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "QUIC handshake failed");
+                    return;
+                }
+            };
+            tracing::debug!(peer = %conn.remote_address(), "QUIC connection");
+            loop {
+                let bi = tokio::select! {
+                    b = conn.accept_bi() => b,
+                    _ = shutdown.cancelled() => break,
+                };
+                match bi {
+                    Ok((send, recv)) => {
+                        streams.spawn(handle_stream(send, recv, state.clone()));
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "QUIC connection ended");
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    tracing::debug!("QUIC endpoint stopped accepting");
+}
+
+/// One stream: read the request, answer it, finish.
+async fn handle_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, state: Arc<NodeState>) {
+    let req = match frame::read_frame::<_, LinkRequest>(&mut recv, MAX_REQUEST_MESSAGE_BYTES).await {
+        Ok(Some(Frame::Message(r, _))) => r,
+        Ok(Some(Frame::Status(_))) | Ok(None) => {
+            let _ = fail(&mut send, &Status::invalid_argument("a link stream must open with a LinkRequest")).await;
+            return;
+        }
+        Err(frame::FrameError::TooLarge { len, max }) => {
+            let _ = fail(
+                &mut send,
+                &Status::resource_exhausted(format!("request of {len} bytes exceeds the {max}-byte limit")),
+            )
+            .await;
+            return;
+        }
+        Err(e) => {
+            let _ = fail(&mut send, &Status::invalid_argument(e.to_string())).await;
+            return;
+        }
+    };
+    let result = match req.kind {
+        Some(Kind::Generate(g)) => match generate_events(&state, &g) {
+            Ok(events) => pump(&mut send, events).await,
+            Err(s) => fail(&mut send, &s).await,
+        },
+        Some(Kind::Download(d)) => match crate::probe::download_events(&state, &d) {
+            Ok(events) => pump(&mut send, events).await,
+            Err(s) => fail(&mut send, &s).await,
+        },
+        Some(Kind::Echo(e)) if e.payload.len() > MAX_ECHO_BYTES => {
+            fail(
+                &mut send,
+                &Status::invalid_argument(format!("echo payload over {MAX_ECHO_BYTES} bytes")),
+            )
+            .await
+        }
+        Some(Kind::Echo(e)) => frame::write_message(&mut send, &EchoReply { payload: e.payload })
+            .await
+            .map(drop),
+        Some(Kind::Upload(u)) => match crate::probe::check_probe_bytes(u.bytes) {
+            Ok(bytes) => receive_upload(&mut send, &mut recv, bytes).await,
+            Err(s) => fail(&mut send, &s).await,
+        },
+        None => fail(&mut send, &Status::invalid_argument("empty LinkRequest")).await,
+    };
+    match result {
+        Ok(()) => {
+            let _ = send.finish();
+            // Wait for the peer to read everything before the stream drops.
+            let _ = send.stopped().await;
+        }
+        Err(e) => tracing::debug!(error = %e, "link stream ended early"),
+    }
+}
+
+/// Writes a stream of messages; a status ends it as a trailer. Returns when
+/// the stream ends, or early when the peer stops reading (dropping the
+/// events, which cancels the work behind them).
+async fn pump<M: Message>(
+    send: &mut quinn::SendStream,
+    mut events: std::pin::Pin<Box<dyn futures::Stream<Item = Result<M, Status>> + Send>>,
+) -> std::io::Result<()> {
+    loop {
+        let item = tokio::select! {
+            item = events.next() => item,
+            _ = send.stopped() => {
+                return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "peer stopped reading"));
+            }
+        };
+        match item {
+            None => return Ok(()),
+            Some(Ok(m)) => {
+                frame::write_message(send, &m).await?;
+            }
+            Some(Err(s)) => return fail(send, &s).await,
+        }
+    }
+}
+
+async fn fail(send: &mut quinn::SendStream, s: &Status) -> std::io::Result<()> {
+    frame::write_status(send, s.code() as i32, s.message()).await.map(drop)
+}
+
+/// Counts the client's payload until it finishes, then answers with what
+/// arrived and how long it took from the first byte to the last.
+async fn receive_upload(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    declared: u64,
+) -> std::io::Result<()> {
+    let (mut payload, mut framed) = (0u64, 0u64);
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    loop {
+        match frame::read_frame::<_, ProbeChunk>(recv, DEFAULT_MAX_FRAME_BYTES).await {
+            Ok(Some(Frame::Message(c, n))) => {
+                first.get_or_insert_with(Instant::now);
+                last = Instant::now();
+                payload += c.data.len() as u64;
+                framed += n;
+                if payload > declared {
+                    let s = Status::new(
+                        Code::InvalidArgument,
+                        format!("upload sent more than the declared {declared} bytes"),
+                    );
+                    return fail(send, &s).await;
+                }
+            }
+            Ok(None) => break,
+            Ok(Some(Frame::Status(_))) => break,
+            Err(e) => return fail(send, &Status::invalid_argument(e.to_string())).await,
+        }
+    }
+    let summary = v1::TransferSummary {
+        payload_bytes: payload,
+        framed_bytes: framed,
+        seconds: first.map_or(0.0, |f| last.duration_since(f).as_secs_f64()),
+        paced_seconds: 0.0,
+        snr: None,
+    };
+    frame::write_message(send, &summary).await.map(drop)
+}
