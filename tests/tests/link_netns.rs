@@ -1,8 +1,12 @@
 //! A genuinely degraded link: one edge node runs in its own network
-//! namespace behind a veth pair shaped by `tc netem` (40 ms each way,
-//! 4 Mbit/s), another on loopback. The coordinator's probes measure the
-//! difference, and the routing candidates carry it.
+//! namespace behind a veth pair shaped by `tc` (64 kbit/s each way, plus
+//! 40 ms of delay each way where the kernel has `netem`), another on
+//! loopback. The coordinator's probes measure the difference, and the
+//! routing candidates carry it.
 //!
+//! Kernels built without `sch_netem` (this project's CI machines among
+//! them) get the rate limit from `tbf` alone, and the test checks the
+//! rate, the queueing it causes and the routing, not the fixed delay.
 //! Needs root (network namespaces, tc); where the machine forbids them the
 //! test says so on stderr and passes without running.
 
@@ -14,11 +18,23 @@ use netmoe_coordinator::cluster::{ServerProcess, sibling_binary};
 use netmoe_proto::v1::{self, coordinator_client::CoordinatorClient};
 use netmoe_tests::{child_log, model_path};
 
+/// Added delay each way, where netem exists.
 const DELAY_MS: u32 = 40;
-const RATE_MBIT: f64 = 4.0;
+/// Rate limit each way, kbit/s.
+const RATE_KBIT: f64 = 64.0;
+
+/// How the link is degraded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shaping {
+    /// netem: delay and rate.
+    Netem,
+    /// tbf: rate only (kernels without netem).
+    Tbf,
+}
 
 /// A namespace and veth pair, removed on drop.
 struct Netns {
+    shaping: Shaping,
     ns: String,
     host_if: String,
     host_ip: String,
@@ -45,7 +61,8 @@ impl Netns {
     fn create() -> Result<Self, String> {
         let id = std::process::id() % 100_000;
         let net = 1 + std::process::id() % 250;
-        let n = Netns {
+        let mut n = Netns {
+            shaping: Shaping::Netem,
             ns: format!("netmoe-t{id}"),
             host_if: format!("nmh{id}"),
             host_ip: format!("10.201.{net}.1"),
@@ -53,16 +70,20 @@ impl Netns {
         };
         let ns_if = format!("nmn{id}");
         sh(&["ip", "netns", "add", &n.ns])?;
-        let netem = |dev: &str, inside: bool| -> Result<(), String> {
+        let shape = |dev: &str, inside: bool, how: Shaping| -> Result<(), String> {
             let delay = format!("{DELAY_MS}ms");
-            let rate = format!("{RATE_MBIT}mbit");
+            let rate = format!("{RATE_KBIT}kbit");
             let mut cmd = Vec::new();
             if inside {
                 cmd.extend(["ip", "netns", "exec", n.ns.as_str()]);
             }
-            cmd.extend([
-                "tc", "qdisc", "add", "dev", dev, "root", "netem", "delay", &delay, "rate", &rate,
-            ]);
+            cmd.extend(["tc", "qdisc", "add", "dev", dev, "root"]);
+            match how {
+                Shaping::Netem => cmd.extend(["netem", "delay", &delay, "rate", &rate]),
+                Shaping::Tbf => {
+                    cmd.extend(["tbf", "rate", &rate, "burst", "2kb", "latency", "400ms"])
+                }
+            }
             sh(&cmd)
         };
         let host_cidr = format!("{}/24", n.host_ip);
@@ -76,8 +97,12 @@ impl Netns {
         sh(&["ip", "netns", "exec", &n.ns, "ip", "addr", "add", &ns_cidr, "dev", &ns_if])?;
         sh(&["ip", "netns", "exec", &n.ns, "ip", "link", "set", &ns_if, "up"])?;
         sh(&["ip", "netns", "exec", &n.ns, "ip", "link", "set", "lo", "up"])?;
-        netem(&ns_if, true)?;
-        netem(&n.host_if, false)?;
+        if let Err(e) = shape(&ns_if, true, Shaping::Netem) {
+            eprintln!("netem unavailable ({e}); shaping the rate with tbf instead");
+            n.shaping = Shaping::Tbf;
+            shape(&ns_if, true, Shaping::Tbf)?;
+        }
+        shape(&n.host_if, false, n.shaping)?;
         Ok(n)
     }
 }
@@ -111,7 +136,7 @@ async fn probes_and_routing_see_a_netem_degraded_link() -> anyhow::Result<()> {
 
     let mut args = os(&[
         "serve", "--listen", "0.0.0.0:0", "--threads", "2", "--heartbeat-ms", "500",
-        "--liveness-ms", "5000", "--probe-interval-ms", "0", "--probe-bytes", "262144",
+        "--liveness-ms", "5000", "--probe-interval-ms", "0", "--probe-bytes", "16384",
         "--local-candidate", "false", "--model",
     ]);
     args.push(model.clone().into());
@@ -122,7 +147,7 @@ async fn probes_and_routing_see_a_netem_degraded_link() -> anyhow::Result<()> {
     let node_args = |listen: &str, coord_host: &str, id: &str| {
         let mut a = os(&[
             "serve", "--listen", listen, "--threads", "1", "--warmup-tokens", "4", "--snr",
-            "fixed:40", "--profile", "fantasy", "--node-id", id, "--heartbeat-ms", "500",
+            "fixed:60", "--profile", "fantasy", "--node-id", id, "--heartbeat-ms", "500",
             "--coordinator",
         ]);
         a.push(format!("http://{coord_host}:{port}").into());
@@ -170,29 +195,37 @@ async fn probes_and_routing_see_a_netem_degraded_link() -> anyhow::Result<()> {
     eprintln!("near: rtt {:.2} ms, down {:.0} b/s, up {:.0} b/s", near.echo_rtt_ms, near.down_goodput_bps, near.up_goodput_bps);
     eprintln!("far:  rtt {:.2} ms, down {:.0} b/s, up {:.0} b/s, lost {}/{}", far.echo_rtt_ms, far.down_goodput_bps, far.up_goodput_bps, far.packets_lost, far.packets_sent);
 
-    // RTT: both directions are delayed.
-    let min_rtt = 2.0 * f64::from(DELAY_MS);
-    assert!(far.echo_rtt_ms >= 0.9 * min_rtt, "{far:?}");
-    assert!(far.path_rtt_ms >= 0.9 * min_rtt, "{far:?}");
-    assert!(near.echo_rtt_ms < 10.0, "{near:?}");
-    // Goodput: capped by the netem rate, far below loopback.
-    let cap = RATE_MBIT * 1e6 * 1.1;
+    // Goodput: capped by the shaped rate, far below loopback.
+    let cap = RATE_KBIT * 1e3 * 1.1;
     assert!(far.down_goodput_bps < cap && far.up_goodput_bps < cap, "{far:?}");
-    assert!(far.down_goodput_bps > 0.1 * RATE_MBIT * 1e6, "{far:?}");
-    assert!(near.down_goodput_bps > 10.0 * far.down_goodput_bps, "{near:?} vs {far:?}");
+    assert!(far.down_goodput_bps > 0.2 * RATE_KBIT * 1e3, "{far:?}");
+    assert!(near.down_goodput_bps > 100.0 * far.down_goodput_bps, "{near:?} vs {far:?}");
     assert_eq!(far.down_framed_bytes_sent, far.down_framed_bytes_received);
+    assert_eq!(far.up_framed_bytes_sent, far.up_framed_bytes_received);
+    // RTT: netem delays both directions; with tbf alone the bulk transfer
+    // queues behind the rate limit, and QUIC's path RTT shows it.
+    let min_rtt = match net.shaping {
+        Shaping::Netem => {
+            assert!(far.echo_rtt_ms >= 1.8 * f64::from(DELAY_MS), "{far:?}");
+            1.8 * f64::from(DELAY_MS)
+        }
+        Shaping::Tbf => 0.0,
+    };
+    assert!(far.path_rtt_ms > 10.0 * near.path_rtt_ms.max(0.5), "{near:?} vs {far:?}");
+    assert!(near.echo_rtt_ms < 10.0, "{near:?}");
 
     // On demand, through the coordinator's Probe call.
     let probed = c
         .probe(v1::ProbeRequest {
             node_id: "far".into(),
-            bytes: 65_536,
+            bytes: 16_384,
         })
         .await?
         .into_inner()
         .probes;
     assert_eq!(probed.len(), 1);
-    assert!(probed[0].ok && probed[0].echo_rtt_ms >= 0.9 * min_rtt, "{probed:?}");
+    assert!(probed[0].ok && probed[0].echo_rtt_ms >= min_rtt, "{probed:?}");
+    assert!(probed[0].down_goodput_bps < cap, "{probed:?}");
 
     // The routing state: a request's candidates carry the measured link,
     // and the cost estimate of the far node pays for its slow wire.
@@ -210,7 +243,7 @@ async fn probes_and_routing_see_a_netem_degraded_link() -> anyhow::Result<()> {
     let seg = &r.segments[0];
     let cand = |id: &str| seg.candidates.iter().find(|x| x.target == id).cloned();
     let (cn, cf) = (cand("near").expect("near"), cand("far").expect("far"));
-    assert!(cf.measured_rtt_ms >= 0.9 * min_rtt, "{cf:?}");
+    assert!(cf.measured_rtt_ms >= min_rtt, "{cf:?}");
     assert!(cf.measured_goodput_bps < cap, "{cf:?}");
     assert!(cn.measured_rtt_ms < 10.0, "{cn:?}");
     assert!(
