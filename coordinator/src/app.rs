@@ -21,10 +21,10 @@ use crate::fusion::Fuser;
 use crate::gate::{DEFAULT_GATE_TEMPERATURE, Gate};
 use crate::judge::{HeuristicJudge, Judge, LocalJudge, OpenAiJudge};
 use crate::links::Links;
-use netmoe_common::link::Trust;
 use crate::pipeline::{DEFAULT_MAX_CONCURRENT_ASKS, Pipeline, PipelineConfig};
 use crate::policy::{BASELINES, RoutingPolicy, baseline};
 use crate::registry::Registry;
+use netmoe_common::link::Trust;
 
 /// Sequences the coordinator's own engine decodes together (local expert
 /// and model fusion).

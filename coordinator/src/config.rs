@@ -284,7 +284,10 @@ impl ServeArgs {
             .or(f.transport)
             .map_or(Ok(Transport::default()), |s| s.parse())
             .map_err(|e: String| ConfigError::invalid("transport", e))?;
-        let probe_bytes = self.probe_bytes.or(f.probe_bytes).unwrap_or(DEFAULT_PROBE_BYTES);
+        let probe_bytes = self
+            .probe_bytes
+            .or(f.probe_bytes)
+            .unwrap_or(DEFAULT_PROBE_BYTES);
         if probe_bytes == 0 || probe_bytes > MAX_PROBE_BYTES {
             return Err(ConfigError::invalid(
                 "probe_bytes",

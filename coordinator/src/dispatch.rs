@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use netmoe_common::link::StreamWire;
 use netmoe_edge_node::NodeState;
 use netmoe_edge_node::engine::EngineEvent;
-use netmoe_common::link::StreamWire;
 use netmoe_proto::v1::{self, edge_node_client::EdgeNodeClient, generate_event::Event};
 use prost::Message;
 
@@ -159,7 +159,11 @@ impl Dispatcher {
                     SegmentOutcome {
                         bytes_up,
                         error: Some(format!("{}: {err}", cand.target)),
-                        transport: if cand.local { "local" } else { job.transport.name() },
+                        transport: if cand.local {
+                            "local"
+                        } else {
+                            job.transport.name()
+                        },
                         ..Default::default()
                     }
                 }
@@ -249,7 +253,11 @@ impl Dispatcher {
         loop {
             let ev = match tokio::time::timeout_at(overall, call.next()).await {
                 Err(_) => {
-                    return Err(("stream stalled past the deadline".into(), call.bytes_up, false));
+                    return Err((
+                        "stream stalled past the deadline".into(),
+                        call.bytes_up,
+                        false,
+                    ));
                 }
                 Ok(None) => {
                     return Err((

@@ -97,7 +97,9 @@ struct Dialled {
 pub struct Links {
     client: LinkClient,
     roots: Option<Trust>,
-    conns: tokio::sync::Mutex<HashMap<String, Arc<Mutex<Option<Dialled>>>>>,
+    /// Per node: its connection. The slot's lock is held while dialling,
+    /// so concurrent segments to a new node share one handshake.
+    conns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Dialled>>>>>,
     /// Payload each way of a probe.
     pub probe_bytes: u64,
     /// The cost model (its bandwidth gives probes a Shannon rate to compare).
@@ -116,7 +118,7 @@ impl Links {
         Ok(Self {
             client: LinkClient::new()?,
             roots,
-            conns: tokio::sync::Mutex::new(HashMap::new()),
+            conns: Mutex::new(HashMap::new()),
             probe_bytes: if probe_bytes == 0 {
                 DEFAULT_PROBE_BYTES
             } else {
@@ -138,14 +140,17 @@ impl Links {
         let slot = self
             .conns
             .lock()
-            .await
+            .expect("links lock")
             .entry(node.id().to_owned())
             .or_default()
             .clone();
-        if let Some(d) = slot.lock().expect("link slot").as_ref() {
-            if !d.conn.is_closed() && d.addr == addr && d.fingerprint == link.cert_sha256 {
-                return Ok(d.conn.clone());
-            }
+        let mut guard = slot.lock().await;
+        if let Some(d) = guard.as_ref()
+            && !d.conn.is_closed()
+            && d.addr == addr
+            && d.fingerprint == link.cert_sha256
+        {
+            return Ok(d.conn.clone());
         }
         let trust = match &self.roots {
             Some(t) => t.clone(),
@@ -156,7 +161,6 @@ impl Links {
             .await
             .map_err(|_| LinksError::Timeout(node.id().to_owned()))??;
         tracing::debug!(node = %node.id(), %addr, "QUIC link up");
-        let mut guard = slot.lock().expect("link slot");
         if let Some(old) = guard.take() {
             old.conn.close();
         }
@@ -260,8 +264,16 @@ mod tests {
     fn hosts_and_transports_parse() {
         assert_eq!(host_of("http://127.0.0.1:5").as_deref(), Some("127.0.0.1"));
         assert_eq!(host_of("https://[::1]:5").as_deref(), Some("::1"));
-        assert_eq!(host_of("http://node-a.lan:5").as_deref(), Some("node-a.lan"));
+        assert_eq!(
+            host_of("http://node-a.lan:5").as_deref(),
+            Some("node-a.lan")
+        );
         assert_eq!("quic".parse::<Transport>(), Ok(Transport::Quic));
-        assert!("udp".parse::<Transport>().unwrap_err().contains("grpc or quic"));
+        assert!(
+            "udp"
+                .parse::<Transport>()
+                .unwrap_err()
+                .contains("grpc or quic")
+        );
     }
 }

@@ -156,7 +156,13 @@ fn transfer_table(o: &mut String, r: &v1::AskResponse) {
     );
     for s in &r.segments {
         if s.transport == "local" || s.target == crate::policy::LOCAL_TARGET {
-            let _ = writeln!(o, "{:>2} {:<14} {:<5} (no radio: the coordinator's own expert)", s.index, cut(&s.target, 14), "local");
+            let _ = writeln!(
+                o,
+                "{:>2} {:<14} {:<5} (no radio: the coordinator's own expert)",
+                s.index,
+                cut(&s.target, 14),
+                "local"
+            );
             continue;
         }
         let chosen = s.candidates.iter().find(|c| c.target == s.target);
@@ -170,14 +176,15 @@ fn transfer_table(o: &mut String, r: &v1::AskResponse) {
         } else {
             "-".into()
         };
-        let probe = chosen
-            .filter(|c| c.measured_goodput_bps > 0.0)
-            .map_or(("-".to_owned(), "-".to_owned()), |c| {
+        let probe = chosen.filter(|c| c.measured_goodput_bps > 0.0).map_or(
+            ("-".to_owned(), "-".to_owned()),
+            |c| {
                 (
                     format!("{:.0}", c.measured_goodput_bps),
                     format!("{:.2}", c.measured_rtt_ms),
                 )
-            });
+            },
+        );
         let _ = writeln!(
             o,
             "{:>2} {:<14} {:<5} {:>6.1} {:>9.0} {:>7} {:>8.4} {:>9.5} | {:>6} {:>7} {:>15} {:>8.3} {:>9.4} {:>10} {:>7}",
@@ -210,7 +217,16 @@ pub fn nodes_table(nodes: &[v1::NodeStatus]) -> String {
     let _ = writeln!(
         o,
         "{:<20} {:<10} {:<5} {:>7} {:>7} {:>7} {:>9} {:>11} {:>11} {:>7} endpoint",
-        "node", "expert", "live", "SNR dB", "tok/s", "load", "RTT ms", "down b/s", "up b/s", "probed"
+        "node",
+        "expert",
+        "live",
+        "SNR dB",
+        "tok/s",
+        "load",
+        "RTT ms",
+        "down b/s",
+        "up b/s",
+        "probed"
     );
     for n in nodes {
         let info = n.info.clone().unwrap_or_default();

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use netmoe_proto::v1::coordinator_server::CoordinatorServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -73,7 +72,10 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled());
+        .serve_with_incoming_shutdown(
+            netmoe_edge_node::server::incoming(listener),
+            shutdown.cancelled(),
+        );
     tokio::pin!(server);
     let result = tokio::select! {
         r = &mut server => r,

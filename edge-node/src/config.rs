@@ -297,7 +297,9 @@ impl ServeArgs {
         if !(emulate_bandwidth_hz.is_finite() && emulate_bandwidth_hz >= 0.0) {
             return Err(ConfigError::Invalid {
                 key: "emulate_bandwidth_hz",
-                message: format!("{emulate_bandwidth_hz} is not a bandwidth in Hz (0 turns emulation off)"),
+                message: format!(
+                    "{emulate_bandwidth_hz} is not a bandwidth in Hz (0 turns emulation off)"
+                ),
             });
         }
         Ok(NodeConfig {

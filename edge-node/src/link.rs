@@ -114,17 +114,28 @@ pub async fn serve(
 }
 
 /// One stream: read the request, answer it, finish.
-async fn handle_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, state: Arc<NodeState>) {
-    let req = match frame::read_frame::<_, LinkRequest>(&mut recv, MAX_REQUEST_MESSAGE_BYTES).await {
+async fn handle_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    state: Arc<NodeState>,
+) {
+    let req = match frame::read_frame::<_, LinkRequest>(&mut recv, MAX_REQUEST_MESSAGE_BYTES).await
+    {
         Ok(Some(Frame::Message(r, _))) => r,
         Ok(Some(Frame::Status(_))) | Ok(None) => {
-            let _ = fail(&mut send, &Status::invalid_argument("a link stream must open with a LinkRequest")).await;
+            let _ = fail(
+                &mut send,
+                &Status::invalid_argument("a link stream must open with a LinkRequest"),
+            )
+            .await;
             return;
         }
         Err(frame::FrameError::TooLarge { len, max }) => {
             let _ = fail(
                 &mut send,
-                &Status::resource_exhausted(format!("request of {len} bytes exceeds the {max}-byte limit")),
+                &Status::resource_exhausted(format!(
+                    "request of {len} bytes exceeds the {max}-byte limit"
+                )),
             )
             .await;
             return;
@@ -194,7 +205,9 @@ async fn pump<M: Message>(
 }
 
 async fn fail(send: &mut quinn::SendStream, s: &Status) -> std::io::Result<()> {
-    frame::write_status(send, s.code() as i32, s.message()).await.map(drop)
+    frame::write_status(send, s.code() as i32, s.message())
+        .await
+        .map(drop)
 }
 
 /// Counts the client's payload until it finishes, then answers with what

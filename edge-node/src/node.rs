@@ -10,8 +10,8 @@ use netmoe_common::fetch::{FetchOptions, resolve_model};
 use netmoe_common::link::Pacer;
 
 use crate::config::{NodeConfig, QuicListen};
-use crate::link::LinkServeError;
 use crate::engine::{Engine, EngineConfig, EngineEvent, GenerateJob};
+use crate::link::LinkServeError;
 use crate::profile::ExpertProfile;
 use crate::server::Registration;
 use crate::service::NodeState;

@@ -10,13 +10,24 @@ use netmoe_tests::start_cluster;
 async fn segments_travel_over_quic_and_links_are_probed() -> anyhow::Result<()> {
     let cluster = start_cluster(
         None,
-        &["--transport", "quic", "--local-candidate", "false", "--probe-bytes", "65536"],
+        &[
+            "--transport",
+            "quic",
+            "--local-candidate",
+            "false",
+            "--probe-bytes",
+            "65536",
+        ],
     )
     .await?;
     let mut c = cluster.client().await?;
 
     // On demand: every live node, with consistent counts.
-    let probes = c.probe(v1::ProbeRequest::default()).await?.into_inner().probes;
+    let probes = c
+        .probe(v1::ProbeRequest::default())
+        .await?
+        .into_inner()
+        .probes;
     assert_eq!(probes.len(), 3);
     for p in &probes {
         assert!(p.ok, "{p:?}");
@@ -26,8 +37,15 @@ async fn segments_travel_over_quic_and_links_are_probed() -> anyhow::Result<()> 
         assert!(p.wire_bytes_rx > p.down_framed_bytes_received);
     }
     // The node list shows the latest probe of each node.
-    let nodes = c.list_nodes(v1::ListNodesRequest {}).await?.into_inner().nodes;
-    assert!(nodes.iter().all(|n| n.link.as_ref().is_some_and(|l| l.ok)), "{nodes:?}");
+    let nodes = c
+        .list_nodes(v1::ListNodesRequest {})
+        .await?
+        .into_inner()
+        .nodes;
+    assert!(
+        nodes.iter().all(|n| n.link.as_ref().is_some_and(|l| l.ok)),
+        "{nodes:?}"
+    );
 
     let r = c
         .ask(v1::AskRequest {
@@ -41,17 +59,31 @@ async fn segments_travel_over_quic_and_links_are_probed() -> anyhow::Result<()> 
         })
         .await?
         .into_inner();
-    assert!(!r.partial, "{:?}", r.segments.iter().map(|s| &s.error).collect::<Vec<_>>());
+    assert!(
+        !r.partial,
+        "{:?}",
+        r.segments.iter().map(|s| &s.error).collect::<Vec<_>>()
+    );
     let mut wire = 0;
     for s in &r.segments {
         assert_eq!(s.transport, "quic");
         assert!(s.measured_bytes_down > 0 && s.measured_bytes_up > 0);
         assert!(s.wire_bytes_down > s.measured_bytes_down, "{s:?}");
         assert!(s.wire_bytes_up > s.measured_bytes_up, "{s:?}");
-        assert_eq!(s.payload_bits, (s.measured_bytes_up + s.measured_bytes_down) * 8);
+        assert_eq!(
+            s.payload_bits,
+            (s.measured_bytes_up + s.measured_bytes_down) * 8
+        );
         assert!(s.sim_transfer_s > 0.0);
-        let chosen = s.candidates.iter().find(|x| x.target == s.target).expect("chosen");
-        assert!(chosen.measured_goodput_bps > 0.0 && chosen.measured_rtt_ms > 0.0, "{chosen:?}");
+        let chosen = s
+            .candidates
+            .iter()
+            .find(|x| x.target == s.target)
+            .expect("chosen");
+        assert!(
+            chosen.measured_goodput_bps > 0.0 && chosen.measured_rtt_ms > 0.0,
+            "{chosen:?}"
+        );
         wire += s.wire_bytes_up + s.wire_bytes_down;
     }
     assert_eq!(r.totals.unwrap_or_default().wire_bytes, wire);

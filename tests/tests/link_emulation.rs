@@ -48,7 +48,10 @@ async fn quic_transfer(conn: &LinkConnection) -> anyhow::Result<(f64, f64, f64)>
 
 fn within(measured: f64, expected: f64, what: &str) {
     let err = (measured / expected - 1.0).abs();
-    eprintln!("{what}: measured {measured:.4} s, bits/rate {expected:.4} s, off by {:.1}%", 100.0 * err);
+    eprintln!(
+        "{what}: measured {measured:.4} s, bits/rate {expected:.4} s, off by {:.1}%",
+        100.0 * err
+    );
     assert!(
         err <= TOLERANCE,
         "{what}: measured {measured:.4} s vs bits/rate {expected:.4} s ({:.1}% off)",
@@ -57,13 +60,17 @@ fn within(measured: f64, expected: f64, what: &str) {
 }
 
 #[tokio::test]
-async fn measured_transfer_time_is_bits_over_the_shannon_rate_at_5_and_15_db() -> anyhow::Result<()> {
+async fn measured_transfer_time_is_bits_over_the_shannon_rate_at_5_and_15_db() -> anyhow::Result<()>
+{
     let bw = BANDWIDTH_HZ.to_string();
     for snr in [5.0, 15.0] {
         let spec = format!("fixed:{snr}");
         let node = start_edge_node(&["--snr", &spec, "--emulate-bandwidth-hz", &bw]).await?;
         let (_client, conn, info) = link_to(&node).await?;
-        assert_eq!(info.link.unwrap_or_default().emulated_bandwidth_hz, BANDWIDTH_HZ);
+        assert_eq!(
+            info.link.unwrap_or_default().emulated_bandwidth_hz,
+            BANDWIDTH_HZ
+        );
 
         let (measured, expected, drawn) = quic_transfer(&conn).await?;
         assert_eq!(drawn, snr);
@@ -87,7 +94,11 @@ async fn measured_transfer_time_is_bits_over_the_shannon_rate_at_5_and_15_db() -
         }
         let summary = summary.expect("a summary");
         let expected = summary.framed_bytes as f64 * 8.0 / shannon(snr);
-        within(started.elapsed().as_secs_f64(), expected, &format!("gRPC at {snr} dB"));
+        within(
+            started.elapsed().as_secs_f64(),
+            expected,
+            &format!("gRPC at {snr} dB"),
+        );
     }
     Ok(())
 }

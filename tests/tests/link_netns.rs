@@ -94,9 +94,15 @@ impl Netns {
         sh(&["ip", "link", "set", &ns_if, "netns", &n.ns])?;
         sh(&["ip", "addr", "add", &host_cidr, "dev", &n.host_if])?;
         sh(&["ip", "link", "set", &n.host_if, "up"])?;
-        sh(&["ip", "netns", "exec", &n.ns, "ip", "addr", "add", &ns_cidr, "dev", &ns_if])?;
-        sh(&["ip", "netns", "exec", &n.ns, "ip", "link", "set", &ns_if, "up"])?;
-        sh(&["ip", "netns", "exec", &n.ns, "ip", "link", "set", "lo", "up"])?;
+        sh(&[
+            "ip", "netns", "exec", &n.ns, "ip", "addr", "add", &ns_cidr, "dev", &ns_if,
+        ])?;
+        sh(&[
+            "ip", "netns", "exec", &n.ns, "ip", "link", "set", &ns_if, "up",
+        ])?;
+        sh(&[
+            "ip", "netns", "exec", &n.ns, "ip", "link", "set", "lo", "up",
+        ])?;
         if let Err(e) = shape(&ns_if, true, Shaping::Netem) {
             eprintln!("netem unavailable ({e}); shaping the rate with tbf instead");
             n.shaping = Shaping::Tbf;
@@ -135,9 +141,22 @@ async fn probes_and_routing_see_a_netem_degraded_link() -> anyhow::Result<()> {
     let log = child_log();
 
     let mut args = os(&[
-        "serve", "--listen", "0.0.0.0:0", "--threads", "2", "--heartbeat-ms", "500",
-        "--liveness-ms", "5000", "--probe-interval-ms", "0", "--probe-bytes", "16384",
-        "--local-candidate", "false", "--model",
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--threads",
+        "2",
+        "--heartbeat-ms",
+        "500",
+        "--liveness-ms",
+        "5000",
+        "--probe-interval-ms",
+        "0",
+        "--probe-bytes",
+        "16384",
+        "--local-candidate",
+        "false",
+        "--model",
     ]);
     args.push(model.clone().into());
     let coordinator =
@@ -146,8 +165,21 @@ async fn probes_and_routing_see_a_netem_degraded_link() -> anyhow::Result<()> {
 
     let node_args = |listen: &str, coord_host: &str, id: &str| {
         let mut a = os(&[
-            "serve", "--listen", listen, "--threads", "1", "--warmup-tokens", "4", "--snr",
-            "fixed:60", "--profile", "fantasy", "--node-id", id, "--heartbeat-ms", "500",
+            "serve",
+            "--listen",
+            listen,
+            "--threads",
+            "1",
+            "--warmup-tokens",
+            "4",
+            "--snr",
+            "fixed:60",
+            "--profile",
+            "fantasy",
+            "--node-id",
+            id,
+            "--heartbeat-ms",
+            "500",
             "--coordinator",
         ]);
         a.push(format!("http://{coord_host}:{port}").into());
@@ -178,7 +210,11 @@ async fn probes_and_routing_see_a_netem_degraded_link() -> anyhow::Result<()> {
     let mut c = CoordinatorClient::connect(format!("http://127.0.0.1:{port}")).await?;
     let started = Instant::now();
     let (near, far) = loop {
-        let nodes = c.list_nodes(v1::ListNodesRequest {}).await?.into_inner().nodes;
+        let nodes = c
+            .list_nodes(v1::ListNodesRequest {})
+            .await?
+            .into_inner()
+            .nodes;
         let link = |id: &str| {
             nodes
                 .iter()
@@ -189,17 +225,36 @@ async fn probes_and_routing_see_a_netem_degraded_link() -> anyhow::Result<()> {
         if let (Some(a), Some(b)) = (link("near"), link("far")) {
             break (a, b);
         }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "no probes: {nodes:?}");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "no probes: {nodes:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    eprintln!("near: rtt {:.2} ms, down {:.0} b/s, up {:.0} b/s", near.echo_rtt_ms, near.down_goodput_bps, near.up_goodput_bps);
-    eprintln!("far:  rtt {:.2} ms, down {:.0} b/s, up {:.0} b/s, lost {}/{}", far.echo_rtt_ms, far.down_goodput_bps, far.up_goodput_bps, far.packets_lost, far.packets_sent);
+    eprintln!(
+        "near: rtt {:.2} ms, down {:.0} b/s, up {:.0} b/s",
+        near.echo_rtt_ms, near.down_goodput_bps, near.up_goodput_bps
+    );
+    eprintln!(
+        "far:  rtt {:.2} ms, down {:.0} b/s, up {:.0} b/s, lost {}/{}",
+        far.echo_rtt_ms,
+        far.down_goodput_bps,
+        far.up_goodput_bps,
+        far.packets_lost,
+        far.packets_sent
+    );
 
     // Goodput: capped by the shaped rate, far below loopback.
     let cap = RATE_KBIT * 1e3 * 1.1;
-    assert!(far.down_goodput_bps < cap && far.up_goodput_bps < cap, "{far:?}");
+    assert!(
+        far.down_goodput_bps < cap && far.up_goodput_bps < cap,
+        "{far:?}"
+    );
     assert!(far.down_goodput_bps > 0.2 * RATE_KBIT * 1e3, "{far:?}");
-    assert!(near.down_goodput_bps > 100.0 * far.down_goodput_bps, "{near:?} vs {far:?}");
+    assert!(
+        near.down_goodput_bps > 100.0 * far.down_goodput_bps,
+        "{near:?} vs {far:?}"
+    );
     assert_eq!(far.down_framed_bytes_sent, far.down_framed_bytes_received);
     assert_eq!(far.up_framed_bytes_sent, far.up_framed_bytes_received);
     // RTT: netem delays both directions; with tbf alone the bulk transfer
@@ -211,7 +266,10 @@ async fn probes_and_routing_see_a_netem_degraded_link() -> anyhow::Result<()> {
         }
         Shaping::Tbf => 0.0,
     };
-    assert!(far.path_rtt_ms > 10.0 * near.path_rtt_ms.max(0.5), "{near:?} vs {far:?}");
+    assert!(
+        far.path_rtt_ms > 10.0 * near.path_rtt_ms.max(0.5),
+        "{near:?} vs {far:?}"
+    );
     assert!(near.echo_rtt_ms < 10.0, "{near:?}");
 
     // On demand, through the coordinator's Probe call.
@@ -224,7 +282,10 @@ async fn probes_and_routing_see_a_netem_degraded_link() -> anyhow::Result<()> {
         .into_inner()
         .probes;
     assert_eq!(probed.len(), 1);
-    assert!(probed[0].ok && probed[0].echo_rtt_ms >= min_rtt, "{probed:?}");
+    assert!(
+        probed[0].ok && probed[0].echo_rtt_ms >= min_rtt,
+        "{probed:?}"
+    );
     assert!(probed[0].down_goodput_bps < cap, "{probed:?}");
 
     // The routing state: a request's candidates carry the measured link,
@@ -250,7 +311,10 @@ async fn probes_and_routing_see_a_netem_degraded_link() -> anyhow::Result<()> {
         cf.expected_transfer_s > cn.expected_transfer_s,
         "same SNR, slower wire: {cf:?} vs {cn:?}"
     );
-    assert_eq!(seg.target, "near", "the cost policy avoids the slow link: {seg:?}");
+    assert_eq!(
+        seg.target, "near",
+        "the cost policy avoids the slow link: {seg:?}"
+    );
     assert_eq!(seg.transport, "quic");
     Ok(())
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use netmoe_common::cost::CostModel;
 use netmoe_common::link::{LinkClient, LinkError, ProbeSettings, Trust, probe};
 use netmoe_proto::v1::{self, generate_event::Event};
-use prost::Message;
 use netmoe_tests::{edge_client, link_to, start_edge_node};
+use prost::Message;
 
 #[tokio::test]
 async fn loopback_probe_is_plausible_and_its_byte_counts_agree() -> anyhow::Result<()> {
@@ -89,7 +89,10 @@ async fn quic_generation_matches_grpc_and_keeps_its_semantics() -> anyhow::Resul
     assert_eq!(fin.bytes_sent, call.bytes_down);
     assert!(call.bytes_up > 0);
     let wire = call.wire();
-    assert!(wire.down > call.bytes_down && wire.up > call.bytes_up, "{wire:?}");
+    assert!(
+        wire.down > call.bytes_down && wire.up > call.bytes_up,
+        "{wire:?}"
+    );
     assert_eq!(fin.snr.as_ref().map(|s| s.snr_db), Some(12.5));
 
     // Over gRPC: the same request gives the same text in the same
@@ -172,7 +175,10 @@ async fn quic_generation_matches_grpc_and_keeps_its_semantics() -> anyhow::Resul
             );
             break;
         }
-        assert!(dropped.elapsed() < Duration::from_secs(20), "slot never freed");
+        assert!(
+            dropped.elapsed() < Duration::from_secs(20),
+            "slot never freed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
@@ -193,6 +199,11 @@ async fn a_pinned_fingerprint_refuses_another_certificate() -> anyhow::Result<()
         )
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("certificate") || e.to_string().contains("handshake") || e.to_string().contains("TLS"), "{e}");
+    assert!(
+        e.to_string().contains("certificate")
+            || e.to_string().contains("handshake")
+            || e.to_string().contains("TLS"),
+        "{e}"
+    );
     Ok(())
 }

@@ -286,12 +286,19 @@ impl LinkConnection {
         let started = Instant::now();
         let body = vec![0x5a; payload];
         let (_send, mut recv, _) = self
-            .open(Kind::Echo(EchoRequest { payload: body.clone() }), true)
+            .open(
+                Kind::Echo(EchoRequest {
+                    payload: body.clone(),
+                }),
+                true,
+            )
             .await?;
         match next::<EchoReply>(&mut recv).await? {
             Some((r, _)) if r.payload == body => Ok(started.elapsed()),
             Some(_) => Err(LinkError::Protocol("echo came back altered".into())),
-            None => Err(LinkError::Protocol("echo stream ended without a reply".into())),
+            None => Err(LinkError::Protocol(
+                "echo stream ended without a reply".into(),
+            )),
         }
     }
 
@@ -311,7 +318,9 @@ impl LinkConnection {
         let (mut payload, mut framed) = (0u64, 0u64);
         loop {
             let Some((ev, n)) = next::<ProbeEvent>(&mut recv).await? else {
-                return Err(LinkError::Protocol("download ended without a summary".into()));
+                return Err(LinkError::Protocol(
+                    "download ended without a summary".into(),
+                ));
             };
             framed += n;
             match ev.event {
@@ -341,7 +350,13 @@ impl LinkConnection {
         let mut framed = 0;
         while left > 0 {
             let n = left.min(chunk as u64) as usize;
-            framed += frame::write_message(&mut send, &ProbeChunk { data: vec![0xa5; n] }).await?;
+            framed += frame::write_message(
+                &mut send,
+                &ProbeChunk {
+                    data: vec![0xa5; n],
+                },
+            )
+            .await?;
             left -= n as u64;
         }
         let _ = send.finish();

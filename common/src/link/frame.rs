@@ -157,15 +157,25 @@ mod tests {
             Some(Frame::Status(s)) => assert_eq!((s.code, s.message.as_str()), (8, "at capacity")),
             other => panic!("expected a trailer, got {other:?}"),
         }
-        assert!(read_frame::<_, ProbeChunk>(&mut b, 4096).await.unwrap().is_none());
+        assert!(
+            read_frame::<_, ProbeChunk>(&mut b, 4096)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]
     async fn oversized_truncated_and_garbled_frames_are_errors() {
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        write_message(&mut a, &EchoReply { payload: vec![1; 100] })
-            .await
-            .unwrap();
+        write_message(
+            &mut a,
+            &EchoReply {
+                payload: vec![1; 100],
+            },
+        )
+        .await
+        .unwrap();
         let e = read_frame::<_, EchoReply>(&mut b, 10).await.unwrap_err();
         assert!(matches!(e, FrameError::TooLarge { max: 10, .. }), "{e}");
 

@@ -15,7 +15,9 @@ pub mod pacer;
 pub mod probe;
 pub mod tls;
 
-pub use client::{Download, GenerateCall, LinkClient, LinkConnection, LinkError, StreamWire, Upload, WireCounters};
+pub use client::{
+    Download, GenerateCall, LinkClient, LinkConnection, LinkError, StreamWire, Upload, WireCounters,
+};
 pub use pacer::Pacer;
 pub use probe::{ProbeSettings, probe};
 pub use tls::{ServerIdentity, TlsError, Trust};

@@ -126,7 +126,10 @@ mod tests {
             p.take(200).await;
         }
         let t = start.elapsed().as_secs_f64();
-        assert!((t - 2.0).abs() < 0.01, "2 000 bytes at 1 000 B/s took {t} s");
+        assert!(
+            (t - 2.0).abs() < 0.01,
+            "2 000 bytes at 1 000 B/s took {t} s"
+        );
 
         // A better draw speeds it up: log2(1 + 3) = 2 → 2 000 bytes/s.
         p.set_snr(10.0 * 3f64.log10());
@@ -134,7 +137,10 @@ mod tests {
         let start = Instant::now();
         p.take(2_000).await;
         let t = start.elapsed().as_secs_f64();
-        assert!((t - 1.0).abs() < 0.01, "2 000 bytes at 2 000 B/s took {t} s");
+        assert!(
+            (t - 1.0).abs() < 0.01,
+            "2 000 bytes at 2 000 B/s took {t} s"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -152,6 +158,9 @@ mod tests {
         a.await.unwrap();
         b.await.unwrap();
         let t = start.elapsed().as_secs_f64();
-        assert!((t - 1.0).abs() < 0.01, "two 500-byte sends at 1 000 B/s took {t} s");
+        assert!(
+            (t - 1.0).abs() < 0.01,
+            "two 500-byte sends at 1 000 B/s took {t} s"
+        );
     }
 }
