@@ -116,7 +116,7 @@ enum Command {
         #[arg(long, default_value = "default")]
         model: String,
         /// Show the processes' logs (RUST_LOG syntax).
-        #[arg(long, default_value = "warn,llama-cpp-2=error")]
+        #[arg(long, default_value = "warn,llama-cpp-2=error,netmoe_edge_node::node=error")]
         log: String,
         /// Trained SAC policy for the coordinator to route with (policy `sac`).
         #[arg(long)]
@@ -355,7 +355,14 @@ async fn demo(
         log,
     };
     let cluster = Cluster::start(&spec).await?;
-    eprintln!("cluster ready; asking: {prompt}\n");
+    eprintln!(
+        "cluster ready (QUIC data plane, dev-mode self-signed certificates pinned by fingerprint; {}); asking: {prompt}\n",
+        if emulate_bandwidth_hz > 0.0 {
+            format!("nodes emulate their channel over {emulate_bandwidth_hz} Hz")
+        } else {
+            "no channel emulation".into()
+        }
+    );
     let result = async {
         let mut c = cluster.client().await?;
         let r = c.ask(ask.request(prompt)).await?.into_inner();
