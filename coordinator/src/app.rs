@@ -133,11 +133,18 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
         .as_deref()
         .map(Trust::roots_from_pem)
         .transpose()?;
-    let links = Arc::new(Links::new(roots, config.probe_bytes, config.cost)?);
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let links = Arc::new(Links::new(
+        roots,
+        config.probe_bytes,
+        config.cost,
+        metrics.clone(),
+    )?);
     Ok(Arc::new(Pipeline {
         gate: Gate::new(analyzer.clone(), DEFAULT_GATE_TEMPERATURE),
         dispatcher: Dispatcher::new(registry.clone(), Some(local.clone()), links.clone()),
         links,
+        metrics,
         fuser: Fuser::new(config.fusion, Some(engine), analyzer.clone()),
         judge: judge(&config.judge, &analyzer),
         local: Some(local),

@@ -125,6 +125,9 @@ pub struct ServeArgs {
     /// Payload bytes each way of a link probe [default: 16384].
     #[arg(long, env = "NETMOE_PROBE_BYTES")]
     pub probe_bytes: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
+    #[arg(long, env = "NETMOE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +155,7 @@ struct FileConfig {
     quic_ca: Option<PathBuf>,
     probe_interval_ms: Option<u64>,
     probe_bytes: Option<u64>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Which judge scores texts.
@@ -215,6 +219,8 @@ pub struct CoordinatorConfig {
     pub probe_interval: Option<Duration>,
     /// Probe payload each way.
     pub probe_bytes: u64,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -304,6 +310,7 @@ impl ServeArgs {
             quic_ca: self.quic_ca.or(f.quic_ca),
             probe_interval,
             probe_bytes,
+            metrics_listen: self.metrics_listen.or(f.metrics_listen),
             listen: self
                 .listen
                 .or(f.listen)

@@ -14,6 +14,7 @@
 //! - [`server`]: serving on a bound listener, health, reflection, liveness sweep.
 //! - [`config`]: flags, environment and file resolved into [`config::CoordinatorConfig`].
 //! - [`app`]: builds a pipeline from a configuration.
+//! - [`metrics`]: Prometheus metrics (`/metrics`): channels, link probes, segment bytes and seconds.
 //! - [`report`]: the human table and JSON of an answer.
 //! - [`collect`]: the routing dataset: every segment on every expert, judged.
 //! - [`cluster`]: starting a local cluster of separate processes (the demo).
@@ -32,6 +33,7 @@ pub mod fusion;
 pub mod gate;
 pub mod judge;
 pub mod links;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod registry;

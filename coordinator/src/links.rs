@@ -14,6 +14,7 @@ use netmoe_common::link::{LinkClient, LinkConnection, LinkError, ProbeSettings, 
 use netmoe_proto::v1;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::registry::{NodeEntry, Registry};
 
 /// Default period of the background probes.
@@ -104,12 +105,18 @@ pub struct Links {
     pub probe_bytes: u64,
     /// The cost model (its bandwidth gives probes a Shannon rate to compare).
     pub cost: CostModel,
+    metrics: Arc<Metrics>,
 }
 
 impl Links {
     /// Links with a fresh client endpoint; `roots` verifies nodes' CA-issued
     /// certificates (None: pin each node's advertised fingerprint).
-    pub fn new(roots: Option<Trust>, probe_bytes: u64, cost: CostModel) -> Result<Self, LinkError> {
+    pub fn new(
+        roots: Option<Trust>,
+        probe_bytes: u64,
+        cost: CostModel,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, LinkError> {
         if roots.is_none() {
             tracing::info!(
                 "QUIC dev mode: node certificates are pinned by the fingerprints they register with (--quic-ca sets a CA)"
@@ -125,6 +132,7 @@ impl Links {
                 probe_bytes.min(MAX_PROBE_BYTES)
             },
             cost,
+            metrics,
         })
     }
 
@@ -198,6 +206,7 @@ impl Links {
         } else {
             tracing::warn!(node = %probe.node_id, error = %probe.error, "link probe failed");
         }
+        self.metrics.observe_probe(&probe);
         registry.set_link(probe.clone());
         probe
     }

@@ -116,7 +116,10 @@ enum Command {
         #[arg(long, default_value = "default")]
         model: String,
         /// Show the processes' logs (RUST_LOG syntax).
-        #[arg(long, default_value = "warn,llama-cpp-2=error,netmoe_edge_node::node=error")]
+        #[arg(
+            long,
+            default_value = "warn,llama-cpp-2=error,netmoe_edge_node::node=error"
+        )]
         log: String,
         /// Trained SAC policy for the coordinator to route with (policy `sac`).
         #[arg(long)]
@@ -288,6 +291,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let pipeline = tokio::task::spawn_blocking(move || app::build(&cfg, true)).await??;
     let shutdown = CancellationToken::new();
     tokio::spawn(netmoe_edge_node::server::cancel_on_signal(shutdown.clone()));
+    if let Some(m) = config.metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(m)
+            .await
+            .with_context(|| format!("cannot serve metrics on {m}"))?;
+        tracing::info!(addr = %metrics_listener.local_addr()?, "metrics at /metrics");
+        tokio::spawn(netmoe_coordinator::metrics::serve(
+            metrics_listener,
+            pipeline.metrics.clone(),
+            pipeline.registry.clone(),
+            shutdown.clone(),
+        ));
+    }
     tracing::info!(%addr, policy = %config.policy, judge = ?config.judge, "coordinator serving");
     println!("NETMOE_READY {addr}");
     std::io::stdout().flush()?;

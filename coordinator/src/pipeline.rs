@@ -136,6 +136,8 @@ pub struct Pipeline {
     pub dispatcher: Dispatcher,
     /// QUIC links to the nodes and their probes.
     pub links: Arc<Links>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Fusion.
     pub fuser: Fuser,
     /// The judge.
@@ -370,6 +372,7 @@ impl Pipeline {
             .map(|(((v, c), o), &score)| self.report(v, c, o, score))
             .collect();
         let totals = totals(&reports);
+        self.metrics.observe_segments(&reports);
         self.learn(policy.name(), &views, &outcomes, &reports).await;
         let total = t0.elapsed();
         let slowest_model = outcomes

@@ -1,13 +1,19 @@
 //! A real cluster on the QUIC data plane: segments travel on QUIC streams
 //! with per-segment wire accounting next to the Shannon model, nodes are
-//! probed when they register and on demand, and bad probe or transport
-//! requests get their gRPC status.
+//! probed when they register and on demand, the probes and bytes reach the
+//! Prometheus metrics, and bad probe or transport requests get their gRPC
+//! status.
+
+use std::io::{Read, Write};
 
 use netmoe_proto::v1;
 use netmoe_tests::start_cluster;
 
 #[tokio::test]
 async fn segments_travel_over_quic_and_links_are_probed() -> anyhow::Result<()> {
+    // A free port for the metrics endpoint.
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let metrics_flag = metrics_addr.to_string();
     let cluster = start_cluster(
         None,
         &[
@@ -17,6 +23,8 @@ async fn segments_travel_over_quic_and_links_are_probed() -> anyhow::Result<()> 
             "false",
             "--probe-bytes",
             "65536",
+            "--metrics-listen",
+            &metrics_flag,
         ],
     )
     .await?;
@@ -90,6 +98,33 @@ async fn segments_travel_over_quic_and_links_are_probed() -> anyhow::Result<()> 
     let table = netmoe_coordinator::report::table(&r);
     assert!(table.contains("Shannon model vs the wire"), "{table}");
 
+    // Prometheus: every node's link, and the QUIC bytes of the answer.
+    let text = scrape(metrics_addr)?;
+    for n in &nodes {
+        let id = &n.info.as_ref().expect("info").node_id;
+        assert!(
+            text.contains(&format!("netmoe_link_rtt_seconds{{node=\"{id}\"}}")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "netmoe_link_goodput_bits_per_second{{node=\"{id}\",direction=\"down\"}}"
+            )),
+            "{text}"
+        );
+    }
+    let udp_down: u64 = text
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                r#"netmoe_segment_bytes_total{transport="quic",layer="udp",direction="down"}"#,
+            )
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("UDP bytes counter");
+    let report_down: u64 = r.segments.iter().map(|s| s.wire_bytes_down).sum();
+    assert_eq!(udp_down, report_down);
+
     // Bad requests.
     let e = c
         .probe(v1::ProbeRequest {
@@ -119,4 +154,17 @@ async fn segments_travel_over_quic_and_links_are_probed() -> anyhow::Result<()> 
     assert!(e.message().contains("grpc or quic"), "{e}");
     cluster.shutdown().await?;
     Ok(())
+}
+
+/// GET /metrics over plain HTTP/1.0.
+fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<String> {
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    anyhow::ensure!(
+        body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
+        "{body}"
+    );
+    Ok(body)
 }
