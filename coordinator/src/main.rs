@@ -100,9 +100,9 @@ enum Command {
         /// The coordinator's endpoint.
         #[arg(long, default_value = "http://127.0.0.1:50050")]
         endpoint: String,
-        /// Payload bytes each way [default: the coordinator's, 16384].
-        #[arg(long, default_value_t = 0)]
-        bytes: u64,
+        /// Payload bytes each way [default: the coordinator's --probe-bytes].
+        #[arg(long)]
+        bytes: Option<u64>,
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
@@ -218,7 +218,7 @@ fn main() -> anyhow::Result<()> {
             let probes = c
                 .probe(v1::ProbeRequest {
                     node_id: node.unwrap_or_default(),
-                    bytes,
+                    bytes: bytes.unwrap_or(0),
                 })
                 .await?
                 .into_inner()

@@ -252,6 +252,78 @@ mod tests {
         assert!(matches!(e, TlsError::BadFingerprint(_)), "{e}");
     }
 
+    /// A CA, and a node certificate it issued for `localhost`, as PEM files.
+    fn ca_and_node(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let node_key = rcgen::KeyPair::generate().unwrap();
+        let node_cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&node_key, &issuer)
+            .unwrap();
+        let (ca, cert, key) = (
+            dir.join("ca.pem"),
+            dir.join("node.pem"),
+            dir.join("node.key"),
+        );
+        std::fs::write(&ca, ca_cert.pem()).unwrap();
+        std::fs::write(&cert, node_cert.pem()).unwrap();
+        std::fs::write(&key, node_key.serialize_pem()).unwrap();
+        (ca, cert, key)
+    }
+
+    #[tokio::test]
+    async fn a_ca_issued_node_certificate_is_verified_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = ca_and_node(dir.path());
+        let id = ServerIdentity::from_pem(&cert, &key).unwrap();
+        assert!(!id.self_signed);
+        let server =
+            quinn::Endpoint::server(id.server_config().unwrap(), "127.0.0.1:0".parse().unwrap())
+                .unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Some(incoming) = server.accept().await {
+                if let Ok(conn) = incoming.await {
+                    tokio::spawn(async move { conn.closed().await });
+                }
+            }
+        });
+        let roots = Trust::roots_from_pem(&ca).unwrap();
+        let client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let ok = client
+            .connect_with(roots.client_config().unwrap(), addr, "localhost")
+            .unwrap()
+            .await;
+        assert!(ok.is_ok(), "{ok:?}");
+        let wrong_name = client
+            .connect_with(roots.client_config().unwrap(), addr, "other.example")
+            .unwrap()
+            .await;
+        assert!(
+            wrong_name.is_err(),
+            "a certificate for localhost is not other.example's"
+        );
+        // Another CA's roots refuse it.
+        let other = tempfile::tempdir().unwrap();
+        let (other_ca, _, _) = ca_and_node(other.path());
+        let stranger = client
+            .connect_with(
+                Trust::roots_from_pem(&other_ca)
+                    .unwrap()
+                    .client_config()
+                    .unwrap(),
+                addr,
+                "localhost",
+            )
+            .unwrap()
+            .await;
+        assert!(stranger.is_err());
+    }
+
     #[test]
     fn missing_or_empty_pem_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
