@@ -22,6 +22,39 @@ use crate::service::{MAX_REQUEST_MESSAGE_BYTES, NodeState, generate_events};
 
 /// Largest echo payload.
 pub const MAX_ECHO_BYTES: usize = 64 * 1024;
+/// Probe transfers (downloads and uploads, both transports) a node serves
+/// at once; more get RESOURCE_EXHAUSTED, so probes cannot crowd out the
+/// data plane.
+pub const MAX_CONCURRENT_PROBES: usize = 4;
+
+/// The node's side of its link: the advertised QUIC endpoint, once bound,
+/// and the admission of probe transfers.
+#[derive(Debug)]
+pub struct LinkState {
+    /// What `Info` and registration advertise.
+    pub info: std::sync::OnceLock<v1::LinkInfo>,
+    probe_slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for LinkState {
+    fn default() -> Self {
+        Self {
+            info: std::sync::OnceLock::new(),
+            probe_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PROBES)),
+        }
+    }
+}
+
+impl LinkState {
+    /// A slot for one probe transfer, held until it ends.
+    pub fn admit_probe(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.probe_slots.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{MAX_CONCURRENT_PROBES} probe transfers in progress; retry later"
+            ))
+        })
+    }
+}
 
 /// Why the QUIC endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -164,10 +197,14 @@ async fn handle_stream(
         Some(Kind::Echo(e)) => frame::write_message(&mut send, &EchoReply { payload: e.payload })
             .await
             .map(drop),
-        Some(Kind::Upload(u)) => match crate::probe::check_probe_bytes(u.bytes) {
-            Ok(bytes) => receive_upload(&mut send, &mut recv, bytes).await,
-            Err(s) => fail(&mut send, &s).await,
-        },
+        Some(Kind::Upload(u)) => {
+            match crate::probe::check_probe_bytes(u.bytes)
+                .and_then(|b| Ok((b, state.link.admit_probe()?)))
+            {
+                Ok((bytes, _permit)) => receive_upload(&mut send, &mut recv, bytes).await,
+                Err(s) => fail(&mut send, &s).await,
+            }
+        }
         None => fail(&mut send, &Status::invalid_argument("empty LinkRequest")).await,
     };
     match result {

@@ -106,7 +106,7 @@ pub fn bind_quic(
         );
     }
     tracing::info!(port = info.quic_port, "QUIC endpoint bound");
-    let _ = state.link.set(info);
+    let _ = state.link.info.set(info);
     Ok(Some(endpoint))
 }
 

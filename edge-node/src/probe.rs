@@ -51,7 +51,9 @@ pub fn download_events(
         }
         c => c,
     };
+    let permit = state.link.admit_probe()?;
     let d = Downloading {
+        _permit: permit,
         snr: state.draw_snr(),
         state: state.clone(),
         left: bytes,
@@ -66,6 +68,8 @@ pub fn download_events(
 }
 
 struct Downloading {
+    /// The probe slot, released when the stream ends or is dropped.
+    _permit: tokio::sync::OwnedSemaphorePermit,
     state: Arc<NodeState>,
     snr: v1::SnrReport,
     left: u64,

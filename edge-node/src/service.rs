@@ -2,7 +2,7 @@
 //! engine, and streams pieces and the final accounting back.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
@@ -67,8 +67,8 @@ pub struct NodeState {
     pub hardware: v1::HardwareInfo,
     /// Channel emulation: paces outgoing data-plane bytes (None: off).
     pub pacer: Option<Pacer>,
-    /// The QUIC endpoint, once bound.
-    pub link: OnceLock<v1::LinkInfo>,
+    /// The QUIC endpoint, once bound, and probe admission.
+    pub link: crate::link::LinkState,
 }
 
 impl NodeState {
@@ -93,7 +93,7 @@ impl NodeState {
 
     /// The QUIC endpoint and emulation, as `Info` reports them.
     pub fn link_info(&self) -> v1::LinkInfo {
-        let mut l = self.link.get().cloned().unwrap_or_default();
+        let mut l = self.link.info.get().cloned().unwrap_or_default();
         l.emulated_bandwidth_hz = self.pacer.as_ref().map_or(0.0, Pacer::bandwidth_hz);
         l
     }

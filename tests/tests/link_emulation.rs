@@ -129,3 +129,56 @@ async fn pacing_follows_the_channel_from_one_transfer_to_the_next() -> anyhow::R
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+#[tokio::test]
+async fn probe_transfers_beyond_the_limit_are_refused_until_a_slot_frees() -> anyhow::Result<()> {
+    // 0 dB over 10 kHz: 10 kbit/s, so 64 KiB downloads stay in flight.
+    let node = start_edge_node(&["--snr", "fixed:0", "--emulate-bandwidth-hz", "10000"]).await?;
+    let (_client, conn, _) = link_to(&node).await?;
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            let c = conn.clone();
+            tokio::spawn(async move { c.download(64 * 1024, 256).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for h in &busy {
+        assert!(!h.is_finished(), "the slow downloads are still running");
+    }
+    // A fifth, over either transport, is refused at once.
+    let e = conn.download(100, 0).await.unwrap_err();
+    assert!(
+        matches!(e, netmoe_common::link::LinkError::Status { code: 8, .. }),
+        "QUIC: {e}"
+    );
+    let e = edge_client(&node)
+        .await?
+        .download(v1::DownloadRequest {
+            bytes: 100,
+            chunk_bytes: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "gRPC: {e}");
+    // Dropping the slow ones frees their slots.
+    for h in busy {
+        h.abort();
+    }
+    let started = Instant::now();
+    loop {
+        match conn.download(100, 0).await {
+            Ok(d) => {
+                assert_eq!(d.payload_bytes, 100);
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(15),
+                    "no slot freed: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    Ok(())
+}
