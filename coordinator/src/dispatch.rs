@@ -269,24 +269,34 @@ impl Dispatcher {
                 Ok(Some(Err(e))) => return Err((e.to_string(), call.bytes_up, e.unreachable())),
                 Ok(Some(Ok(ev))) => ev,
             };
-            match ev.event {
-                Some(Event::Piece(p)) => text.push_str(&p.text),
-                Some(Event::Final(f)) => {
-                    if text != f.text {
-                        tracing::warn!(request = %job.request_id, "streamed pieces differ from the final text");
-                    }
-                    return Ok(SegmentOutcome {
-                        text: f.text.clone(),
-                        fin: Some(f),
-                        bytes_up: call.bytes_up,
-                        bytes_down: call.bytes_down,
-                        transport: Transport::Quic.name(),
-                        wire: call.wire(),
-                        ..Default::default()
-                    });
-                }
-                None => {}
+            if let Some(f) = absorb(&mut text, ev, job) {
+                return Ok(SegmentOutcome {
+                    text: f.text.clone(),
+                    fin: Some(f),
+                    bytes_up: call.bytes_up,
+                    bytes_down: call.bytes_down,
+                    transport: Transport::Quic.name(),
+                    wire: call.wire(),
+                    ..Default::default()
+                });
             }
+        }
+    }
+}
+
+/// Folds one streamed event into the text so far; returns the final
+/// message, which ends the stream. The same on both transports.
+fn absorb(text: &mut String, ev: v1::GenerateEvent, job: &SegmentJob) -> Option<v1::GenerateFinal> {
+    match ev.event? {
+        Event::Piece(p) => {
+            text.push_str(&p.text);
+            None
+        }
+        Event::Final(f) => {
+            if *text != f.text {
+                tracing::warn!(request = %job.request_id, "streamed pieces differ from the final text");
+            }
+            Some(f)
         }
     }
 }
@@ -353,22 +363,15 @@ async fn run_remote(
             Ok(Some(Ok(ev))) => ev,
         };
         bytes_down += ev.encoded_len() as u64 + FRAME;
-        match ev.event {
-            Some(Event::Piece(p)) => text.push_str(&p.text),
-            Some(Event::Final(f)) => {
-                if text != f.text {
-                    tracing::warn!(request = %job.request_id, "streamed pieces differ from the final text");
-                }
-                return Ok(SegmentOutcome {
-                    text: f.text.clone(),
-                    fin: Some(f),
-                    bytes_up,
-                    bytes_down,
-                    transport: Transport::Grpc.name(),
-                    ..Default::default()
-                });
-            }
-            None => {}
+        if let Some(f) = absorb(&mut text, ev, job) {
+            return Ok(SegmentOutcome {
+                text: f.text.clone(),
+                fin: Some(f),
+                bytes_up,
+                bytes_down,
+                transport: Transport::Grpc.name(),
+                ..Default::default()
+            });
         }
     }
 }

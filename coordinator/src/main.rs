@@ -188,16 +188,12 @@ fn main() -> anyhow::Result<()> {
             endpoint,
             ask,
         } => rt.block_on(async {
-            let mut c = CoordinatorClient::connect(endpoint.clone())
-                .await
-                .with_context(|| format!("cannot reach the coordinator at {endpoint}"))?;
+            let mut c = connect(&endpoint).await?;
             let r = c.ask(ask.request(prompt)).await?.into_inner();
             ask.print(&r)
         }),
         Command::Nodes { endpoint } => rt.block_on(async {
-            let mut c = CoordinatorClient::connect(endpoint.clone())
-                .await
-                .with_context(|| format!("cannot reach the coordinator at {endpoint}"))?;
+            let mut c = connect(&endpoint).await?;
             let nodes = c
                 .list_nodes(v1::ListNodesRequest {})
                 .await?
@@ -212,9 +208,7 @@ fn main() -> anyhow::Result<()> {
             bytes,
             json,
         } => rt.block_on(async {
-            let mut c = CoordinatorClient::connect(endpoint.clone())
-                .await
-                .with_context(|| format!("cannot reach the coordinator at {endpoint}"))?;
+            let mut c = connect(&endpoint).await?;
             let probes = c
                 .probe(v1::ProbeRequest {
                     node_id: node.unwrap_or_default(),
@@ -279,6 +273,13 @@ fn main() -> anyhow::Result<()> {
             judge_model,
         )),
     }
+}
+
+/// A client of the coordinator at `endpoint`.
+async fn connect(endpoint: &str) -> anyhow::Result<CoordinatorClient<tonic::transport::Channel>> {
+    CoordinatorClient::connect(endpoint.to_owned())
+        .await
+        .with_context(|| format!("cannot reach the coordinator at {endpoint}"))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

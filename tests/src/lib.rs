@@ -27,7 +27,8 @@ pub fn model_path() -> PathBuf {
 
 /// `RUST_LOG` for the processes under test (`NETMOE_TEST_LOG` overrides).
 pub fn child_log() -> String {
-    std::env::var("NETMOE_TEST_LOG").unwrap_or_else(|_| "warn,llama-cpp-2=error".into())
+    std::env::var("NETMOE_TEST_LOG")
+        .unwrap_or_else(|_| "warn,llama-cpp-2=error,netmoe_edge_node::node=error".into())
 }
 
 fn require_model() -> anyhow::Result<PathBuf> {
