@@ -90,7 +90,8 @@ impl LinksError {
 /// Cached connection and what it was dialled for.
 struct Dialled {
     conn: LinkConnection,
-    addr: SocketAddr,
+    endpoint: String,
+    port: u32,
     fingerprint: String,
 }
 
@@ -144,7 +145,6 @@ impl Links {
         if link.quic_port == 0 {
             return Err(LinksError::NoEndpoint(node.id().to_owned()));
         }
-        let addr = resolve(node, link.quic_port as u16).await?;
         let slot = self
             .conns
             .lock()
@@ -155,11 +155,14 @@ impl Links {
         let mut guard = slot.lock().await;
         if let Some(d) = guard.as_ref()
             && !d.conn.is_closed()
-            && d.addr == addr
+            && d.endpoint == node.endpoint
+            && d.port == link.quic_port
             && d.fingerprint == link.cert_sha256
         {
             return Ok(d.conn.clone());
         }
+        // Resolve only to dial: a cached link costs no lookup per segment.
+        let addr = resolve(node, link.quic_port as u16).await?;
         let trust = match &self.roots {
             Some(t) => t.clone(),
             None => Trust::Pinned(link.cert_sha256.clone()),
@@ -174,7 +177,8 @@ impl Links {
         }
         *guard = Some(Dialled {
             conn: conn.clone(),
-            addr,
+            endpoint: node.endpoint.clone(),
+            port: link.quic_port,
             fingerprint: link.cert_sha256,
         });
         Ok(conn)

@@ -453,7 +453,14 @@ impl Env {
     pub fn reward(&self, ep: &Episode, s: usize, node: usize) -> f64 {
         let n = &self.nodes[node];
         let o = &self.data.prompts[ep.prompt].segments[s].outcomes[n.expert];
-        let score = (o.score + n.score_offset).clamp(0.0, 10.0);
+        self.reward_with_score(ep, s, node, (o.score + n.score_offset).clamp(0.0, 10.0))
+    }
+
+    /// The reward of segment `s` on `node` had its judge given `score`
+    /// (words and bits as recorded, scaled by the node's offsets).
+    fn reward_with_score(&self, ep: &Episode, s: usize, node: usize, score: f64) -> f64 {
+        let n = &self.nodes[node];
+        let o = &self.data.prompts[ep.prompt].segments[s].outcomes[n.expert];
         let words = (f64::from(o.words) * n.words_scale).round() as u32;
         let bits = if n.local {
             0
@@ -554,16 +561,7 @@ impl Env {
             let o = &seg[s].outcomes[n.expert];
             let e = &self.data.experts[n.expert];
             let score = priors.get(&e.name, e.local, f64::from(o.words)).mean_score;
-            let words = (f64::from(o.words) * n.words_scale).round() as u32;
-            let bits = if n.local {
-                0
-            } else {
-                (o.bits as f64 * n.words_scale).round() as u64
-            };
-            self.config
-                .cost
-                .reward(score, words, bits, ep.snr_db[j])
-                .reward
+            self.reward_with_score(ep, s, j, score)
         });
         self.total(ep, &choices)
     }
