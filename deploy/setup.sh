@@ -13,7 +13,10 @@ NETMOE_BIN="$CARGO_TARGET_DIR/release"
 netmoe_apt() {
   local missing=()
   command -v cmake >/dev/null || missing+=(cmake)
-  ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+  # libclang itself, not libclang-cpp (which some images carry alone and
+  # bindgen cannot use).
+  compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null ||
+    compgen -G "/usr/lib/llvm-*/lib/libclang-[0-9]*.so*" >/dev/null || missing+=(libclang-dev)
   command -v python3 >/dev/null || missing+=(python3)
   python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
   if ((${#missing[@]})); then
