@@ -556,12 +556,21 @@ impl Env {
     /// routing feature predicts.
     pub fn mean_score_bound(&self, ep: &Episode, priors: &ExpertPriors) -> f64 {
         let seg = &self.data.prompts[ep.prompt].segments;
-        let choices = self.best_assignment(ep, |s, j| {
-            let n = &self.nodes[j];
+        self.planned_total(ep, |s, n| {
             let o = &seg[s].outcomes[n.expert];
             let e = &self.data.experts[n.expert];
-            let score = priors.get(&e.name, e.local, f64::from(o.words)).mean_score;
-            self.reward_with_score(ep, s, j, score)
+            priors.get(&e.name, e.local, f64::from(o.words)).mean_score
+        })
+    }
+
+    /// The TRUE total of the assignment exhaustive search makes when it
+    /// believes the judge gives segment `s` on node `n` the score
+    /// `believed(s, n)` (true words, bytes and SNRs): the one planner
+    /// behind every reference that knows more than a router but less than
+    /// the bound (mean scores, a retest's scores).
+    pub fn planned_total(&self, ep: &Episode, believed: impl Fn(usize, &NodeSpec) -> f64) -> f64 {
+        let choices = self.best_assignment(ep, |s, j| {
+            self.reward_with_score(ep, s, j, believed(s, &self.nodes[j]))
         });
         self.total(ep, &choices)
     }

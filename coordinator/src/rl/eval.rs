@@ -3,6 +3,8 @@
 //! upper bound, on held-out prompts with fresh SNR draws; with the dataset's
 //! nodes and with N simulated nodes it never saw (new channel models).
 //! Every method meets exactly the same episodes, so differences are paired.
+//! With a retest (the same prompts collected again), it also reports how
+//! well the judged scores repeat and what routing with them would earn.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,14 +12,15 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::RlError;
-use super::dataset::Dataset;
+use super::dataset::{DEFAULT_DATASET, DEFAULT_RETEST, Dataset};
 use super::env::{
     ChannelSpec, DEFAULT_NEW_CHANNEL, DEFAULT_SCORE_NOISE, DEFAULT_WORDS_NOISE, Env, EnvConfig,
     NodeLayout,
 };
 use super::methods::{BOUND, LOCAL_ALL, MEAN_SCORE_BOUND, baselines, local_all, policy_episode};
-use super::plot::{Bar, mean_reward_bars};
+use super::plot::{Bar, mean_reward_bars, paired_scatter};
 use super::policy::{POLICY_NAME, SacPolicy, load_policy};
+use super::retest::{RETEST_ORACLE, Reliability, Retest};
 use super::stats::{Summary, summarize};
 use super::train::{DEFAULT_OUT_DIR, DEFAULT_POLICY};
 
@@ -43,6 +46,11 @@ pub struct EvalArgs {
     /// Routing dataset [default: the one the policy was trained on].
     #[arg(long)]
     pub dataset: Option<PathBuf>,
+    /// A retest of the dataset (the same prompts collected again with
+    /// another --seed): adds its test-retest reliability and the retest
+    /// oracle [default: the shipped retest when the dataset is the shipped one].
+    #[arg(long)]
+    pub retest: Option<PathBuf>,
     /// Episodes per node count.
     #[arg(long, default_value_t = DEFAULT_REPORT_EPISODES)]
     pub episodes: usize,
@@ -74,6 +82,7 @@ impl Default for EvalArgs {
         Self {
             policy: DEFAULT_POLICY.into(),
             dataset: None,
+            retest: None,
             episodes: DEFAULT_REPORT_EPISODES,
             seed: DEFAULT_EVAL_SEED,
             nodes: DEFAULT_EVAL_NODES.to_vec(),
@@ -110,8 +119,10 @@ pub struct EvalTable {
     pub prompts: usize,
     /// Episodes.
     pub episodes: usize,
-    /// SAC, the baselines, local-all, the bound.
+    /// SAC, the baselines, local-all, the references, the bound.
     pub rows: Vec<MethodRow>,
+    /// Test-retest agreement of the held-out scores, with a retest.
+    pub reliability: Option<Reliability>,
 }
 
 impl EvalTable {
@@ -154,7 +165,14 @@ impl EvalTable {
     /// local-all (which ignores the local capacity).
     fn others(&self) -> impl Iterator<Item = &MethodRow> {
         self.rows.iter().filter(|r| {
-            ![POLICY_NAME, BOUND, MEAN_SCORE_BOUND, LOCAL_ALL].contains(&r.name.as_str())
+            ![
+                POLICY_NAME,
+                BOUND,
+                MEAN_SCORE_BOUND,
+                RETEST_ORACLE,
+                LOCAL_ALL,
+            ]
+            .contains(&r.name.as_str())
         })
     }
 
@@ -189,8 +207,18 @@ impl EvalTable {
         if self.row(LOCAL_ALL).is_some() {
             s.push_str("(* local-all ignores the local device's capacity; it is shown, not competed with)\n");
         }
+        if let Some(r) = &self.reliability {
+            s.push_str(&format!("{}\n", r.render()));
+        }
+        let of_oracle = match (self.row(POLICY_NAME), self.row(RETEST_ORACLE)) {
+            (Some(sac), Some(o)) => format!(
+                " ({:.2}% of the retest oracle)",
+                100.0 * sac.reward.mean / o.reward.mean
+            ),
+            _ => String::new(),
+        };
         s.push_str(&format!(
-            "sac reaches {:.2}% of the bound; {}; unpaired CIs {}\n",
+            "sac reaches {:.2}% of the bound{of_oracle}; {}; unpaired CIs {}\n",
             100.0 * self.sac_ratio(),
             if nb.is_empty() {
                 "beats every other method by more than the paired 95% CI".to_owned()
@@ -210,7 +238,8 @@ impl EvalTable {
     }
 }
 
-/// Evaluates `policy` against every baseline, local-all and the bound on
+/// Evaluates `policy` against every baseline, local-all, the references
+/// (mean scores; the retest's scores when one is given) and the bound on
 /// `episodes` draws over `prompts`. Simulated layouts are redrawn every
 /// [`DEFAULT_LAYOUT_EPISODES`] episodes.
 pub fn evaluate(
@@ -220,6 +249,7 @@ pub fn evaluate(
     config: EnvConfig,
     episodes: usize,
     seed: u64,
+    retest: Option<&Retest>,
 ) -> Result<EvalTable, RlError> {
     let others = baselines();
     let mut names = vec![POLICY_NAME.to_owned()];
@@ -231,6 +261,9 @@ pub fn evaluate(
         names.push(LOCAL_ALL.to_owned());
     }
     names.push(MEAN_SCORE_BOUND.to_owned());
+    if retest.is_some() {
+        names.push(RETEST_ORACLE.to_owned());
+    }
     names.push(BOUND.to_owned());
     let mut rewards: Vec<Vec<f64>> = vec![Vec::with_capacity(episodes); names.len()];
     for e in 0..episodes {
@@ -253,8 +286,13 @@ pub fn evaluate(
             i += 1;
             rewards[i].push(local_all(&env, &ep).unwrap_or(f64::NAN));
         }
-        rewards[i + 1].push(env.mean_score_bound(&ep, &policy.info().priors));
-        rewards[i + 2].push(env.upper_bound(&ep).0);
+        i += 1;
+        rewards[i].push(env.mean_score_bound(&ep, &policy.info().priors));
+        if let Some(r) = retest {
+            i += 1;
+            rewards[i].push(r.oracle_total(&env, &ep));
+        }
+        rewards[i + 1].push(env.upper_bound(&ep).0);
     }
     let bound = summarize(rewards.last().expect("bound row")).mean;
     let sac = &rewards[0];
@@ -290,6 +328,7 @@ pub fn evaluate(
         prompts: prompts.len(),
         episodes,
         rows,
+        reliability: retest.map(|r| r.reliability(data, prompts)),
     })
 }
 
@@ -386,14 +425,59 @@ pub fn policy_dataset(policy: &SacPolicy, path: Option<&Path>) -> Result<Dataset
     }
 }
 
+/// The retest `args` names, or the shipped one when the dataset is the
+/// shipped dataset and the file exists; aligned with `data`.
+fn retest_for(args: &EvalArgs, data: &Dataset) -> Result<Option<Retest>, RlError> {
+    let path = match &args.retest {
+        Some(p) => p.clone(),
+        None if Path::new(&data.source) == Path::new(DEFAULT_DATASET)
+            && Path::new(DEFAULT_RETEST).exists() =>
+        {
+            DEFAULT_RETEST.into()
+        }
+        None => return Ok(None),
+    };
+    Retest::align(data, &Dataset::load(&path)?).map(Some)
+}
+
 /// Evaluates a saved policy; see the module docs.
 pub fn run_eval(args: EvalArgs) -> Result<EvalReport, RlError> {
     let policy = load_policy(&args.policy)?;
     let info = policy.info().clone();
     let data = Arc::new(policy_dataset(&policy, args.dataset.as_deref())?);
     let split = data.split(info.training.train_fraction, info.training.split_seed);
+    let retest = retest_for(&args, &data)?;
     let mut tables = Vec::new();
     let mut files = Vec::new();
+    if let Some(r) = &retest {
+        let all: Vec<usize> = (0..data.prompts.len()).collect();
+        let rel = r.reliability(&data, &all);
+        if !args.quiet {
+            println!(
+                "retest {}; all {} prompts: {}",
+                r.source,
+                all.len(),
+                rel.render()
+            );
+        }
+        std::fs::create_dir_all(&args.out_dir).map_err(|e| RlError::io(&args.out_dir, e))?;
+        let png = args.out_dir.join("fig4_retest.png");
+        let (first, second) = r.deviations(&data, &all);
+        paired_scatter(
+            &png,
+            &format!(
+                "Same segment, same expert, another seed: within-segment r = {:.3} ({} pairs)",
+                rel.within_segment_corr, rel.pairs
+            ),
+            (
+                "score − segment mean, dataset",
+                "score − segment mean, retest",
+            ),
+            &first,
+            &second,
+        )?;
+        files.push(png);
+    }
     for (k, &n) in args.nodes.iter().enumerate() {
         let (nodes, channel) = if n == 0 {
             (NodeLayout::Dataset, info.training.channel.parse()?)
@@ -425,6 +509,7 @@ pub fn run_eval(args: EvalArgs) -> Result<EvalReport, RlError> {
             config,
             args.episodes,
             args.seed.wrapping_add(k as u64),
+            retest.as_ref(),
         )?;
         let written = write_table(
             &table,

@@ -14,6 +14,8 @@
 //! - [`policy`]: [`SacPolicy`], the trained actor behind the routing trait,
 //!   saved as safetensors + JSON, with optional online learning.
 //! - [`methods`]: every method (SAC, baselines, bound) run on one episode.
+//! - [`retest`]: a second collection of the same segments: test-retest
+//!   reliability of the judged scores and the retest oracle.
 //! - [`stats`]: means, t-intervals, moving averages.
 //! - [`plot`]: the PNG figures (reward vs episode, mean reward bars).
 //! - [`train`], [`eval`], [`simulate`]: the `coordinator train|eval|simulate`
@@ -28,6 +30,7 @@ pub mod nets;
 pub mod plot;
 pub mod policy;
 pub mod replay;
+pub mod retest;
 pub mod sac;
 pub mod simulate;
 pub mod stats;

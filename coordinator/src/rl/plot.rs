@@ -1,6 +1,6 @@
 //! The PNG figures: reward vs. episode with the baselines and the bound as
-//! horizontal lines (the paper's Fig. 2), and mean reward per method with
-//! 95% confidence whiskers (Fig. 3). Text uses DejaVu Sans embedded in the
+//! horizontal lines (the paper's Fig. 2), mean reward per method with
+//! 95% confidence whiskers (Fig. 3), and a test-retest scatter. Text uses DejaVu Sans embedded in the
 //! binary, so plots render on machines without fonts.
 
 use std::path::Path;
@@ -232,6 +232,58 @@ pub fn mean_reward_bars(path: &Path, title: &str, bars: &[Bar]) -> Result<(), Rl
     Ok(())
 }
 
+/// A scatter of paired values (`xs[i]`, `ys[i]`) with the diagonal y = x:
+/// points on the diagonal repeat exactly, a round cloud does not repeat.
+pub fn paired_scatter(
+    path: &Path,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    xs: &[f64],
+    ys: &[f64],
+) -> Result<(), RlError> {
+    register_font();
+    let err = plot_err(path);
+    let e = |x: &dyn std::fmt::Display| err(x.to_string());
+    let (lo, hi) = y_range(xs.iter().chain(ys).copied());
+    let root = BitMapBackend::new(path, (SIZE.1 + 100, SIZE.1)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(lo..hi, lo..hi)
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 15))
+        .draw()
+        .map_err(|x| e(&x))?;
+    chart
+        .draw_series(LineSeries::new([(lo, lo), (hi, hi)], BLACK.mix(0.5)))
+        .map_err(|x| e(&x))?
+        .label("y = x (a perfect repeat)")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.5)));
+    chart
+        .draw_series(
+            xs.iter()
+                .zip(ys)
+                .map(|(&x, &y)| Circle::new((x, y), 3, COLOURS[0].mix(0.6).filled())),
+        )
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .draw()
+        .map_err(|x| e(&x))?;
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,7 +315,9 @@ mod tests {
             },
         ];
         mean_reward_bars(&b, "t", &bars).unwrap();
-        for p in [a, b] {
+        let c = dir.path().join("c.png");
+        paired_scatter(&c, "t", ("x", "y"), &[0.0, 1.0, -1.5], &[0.5, 0.8, -1.0]).unwrap();
+        for p in [a, b, c] {
             let bytes = std::fs::read(p).unwrap();
             assert_eq!(&bytes[1..4], b"PNG");
         }

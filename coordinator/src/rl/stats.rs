@@ -1,5 +1,5 @@
 //! Small statistics for the reports: mean with a 95% t-interval, moving
-//! averages, percentiles.
+//! averages, percentiles, correlation.
 
 use serde::Serialize;
 
@@ -103,6 +103,34 @@ pub fn percentile(xs: &[f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     let i = ((q.clamp(0.0, 1.0) * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
     v[i]
+}
+
+/// Pearson correlation of paired samples; NaN when either side is constant
+/// or there are fewer than two pairs.
+///
+/// ```
+/// # use netmoe_coordinator::rl::stats::pearson;
+/// assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]) - 1.0).abs() < 1e-12);
+/// assert!((pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+/// assert!(pearson(&[1.0, 1.0], &[1.0, 2.0]).is_nan());
+/// ```
+pub fn pearson(xs: &[f64], ys: &[f64]) -> f64 {
+    let n = xs.len().min(ys.len());
+    if n < 2 {
+        return f64::NAN;
+    }
+    let mx = xs[..n].iter().sum::<f64>() / n as f64;
+    let my = ys[..n].iter().sum::<f64>() / n as f64;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (x, y) in xs[..n].iter().zip(&ys[..n]) {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+        syy += (y - my) * (y - my);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        return f64::NAN;
+    }
+    sxy / (sxx * syy).sqrt()
 }
 
 #[cfg(test)]

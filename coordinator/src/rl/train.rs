@@ -524,6 +524,7 @@ pub fn run_train(args: TrainArgs) -> Result<TrainReport, RlError> {
             env_cfg,
             args.eval_episodes,
             DEFAULT_EVAL_SEED,
+            None,
         )?;
         files.extend(eval::write_table(
             &table,

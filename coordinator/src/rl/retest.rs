@@ -1,0 +1,288 @@
+//! A retest: a second collection of the same segments by the same experts
+//! with other sampling seeds (`coordinator collect --seed`). It measures
+//! how well one generation's judged score predicts the next one for the
+//! same (segment, expert), and drives the "retest oracle", a router that
+//! has already seen every expert answer this very segment once. Together
+//! they show how much of the gap to the hindsight bound any router could
+//! close: the bound picks with the score of the very passage it is paid
+//! for, which no router can see before generating.
+
+use super::RlError;
+use super::dataset::Dataset;
+use super::env::{Env, Episode};
+use super::stats::pearson;
+
+/// Name of the retest oracle in tables.
+pub const RETEST_ORACLE: &str = "retest oracle";
+
+/// A retest's scores aligned with a dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retest {
+    /// Where the retest came from.
+    pub source: String,
+    /// `[prompt][segment][expert]`, indexed like the dataset.
+    scores: Vec<Vec<Vec<f64>>>,
+}
+
+/// How well a retest repeats the dataset's scores.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Reliability {
+    /// (segment, expert) pairs compared.
+    pub pairs: usize,
+    /// Segments compared.
+    pub segments: usize,
+    /// Correlation of the two scores of each pair.
+    pub score_corr: f64,
+    /// Correlation of each score's deviation from its segment's mean over
+    /// the experts: does the expert that wrote the better passage once do
+    /// so again? This is the part of the score routing can act on.
+    pub within_segment_corr: f64,
+    /// Mean |first − second| score of a pair.
+    pub mean_abs_diff: f64,
+    /// Share of segments whose best-scored expert is the same both times.
+    pub same_best: f64,
+    /// That share if the best expert were drawn at random (1 / experts).
+    pub same_best_chance: f64,
+}
+
+impl Retest {
+    /// Aligns `retest` with `data`: every prompt (by id), segment (same
+    /// position and text) and expert (by name) of `data` must be in it.
+    pub fn align(data: &Dataset, retest: &Dataset) -> Result<Self, RlError> {
+        let mismatch = |what: String| {
+            RlError::Dataset(format!(
+                "retest {} does not repeat {}: {what}",
+                retest.source, data.source
+            ))
+        };
+        let experts = data
+            .experts
+            .iter()
+            .map(|e| {
+                retest
+                    .experts
+                    .iter()
+                    .position(|r| r.name == e.name && r.local == e.local)
+                    .ok_or_else(|| mismatch(format!("no expert {}", e.name)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let scores = data
+            .prompts
+            .iter()
+            .map(|p| {
+                let r = retest
+                    .prompts
+                    .iter()
+                    .find(|r| r.id == p.id)
+                    .ok_or_else(|| mismatch(format!("no prompt {}", p.id)))?;
+                if r.segments.len() != p.segments.len() {
+                    return Err(mismatch(format!(
+                        "prompt {} has {} segments, not {}",
+                        p.id,
+                        r.segments.len(),
+                        p.segments.len()
+                    )));
+                }
+                p.segments
+                    .iter()
+                    .zip(&r.segments)
+                    .map(|(s, rs)| {
+                        if s.text != rs.text {
+                            return Err(mismatch(format!(
+                                "prompt {} segment {} is {:?}, not {:?}",
+                                p.id, s.index, rs.text, s.text
+                            )));
+                        }
+                        Ok(experts.iter().map(|&e| rs.outcomes[e].score).collect())
+                    })
+                    .collect::<Result<Vec<Vec<f64>>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            source: retest.source.clone(),
+            scores,
+        })
+    }
+
+    /// The retest's score of `expert` on segment `segment` of `prompt`.
+    pub fn score(&self, prompt: usize, segment: usize, expert: usize) -> f64 {
+        self.scores[prompt][segment][expert]
+    }
+
+    /// The retest oracle's TRUE total on `ep`: exhaustive search believing
+    /// the retest's scores (plus each node's score offset).
+    pub fn oracle_total(&self, env: &Env, ep: &Episode) -> f64 {
+        env.planned_total(ep, |s, n| {
+            (self.score(ep.prompt, s, n.expert) + n.score_offset).clamp(0.0, 10.0)
+        })
+    }
+
+    /// Every (segment, expert) score of `prompts` in the dataset and in the
+    /// retest, each as its deviation from its segment's mean over the
+    /// experts: the part of a score routing can act on.
+    pub fn deviations(&self, data: &Dataset, prompts: &[usize]) -> (Vec<f64>, Vec<f64>) {
+        let (mut first, mut second) = (vec![], vec![]);
+        for (a, b) in self.segment_scores(data, prompts) {
+            let (ma, mb) = (mean(&a), mean(b));
+            first.extend(a.iter().map(|x| x - ma));
+            second.extend(b.iter().map(|x| x - mb));
+        }
+        (first, second)
+    }
+
+    /// Test-retest agreement over the segments of `prompts`.
+    pub fn reliability(&self, data: &Dataset, prompts: &[usize]) -> Reliability {
+        let (mut first, mut second) = (vec![], vec![]);
+        let (mut segments, mut same_best) = (0usize, 0usize);
+        let argmax = |xs: &[f64]| {
+            (0..xs.len())
+                .max_by(|&a, &b| xs[a].total_cmp(&xs[b]))
+                .unwrap_or(0)
+        };
+        for (a, b) in self.segment_scores(data, prompts) {
+            first.extend_from_slice(&a);
+            second.extend_from_slice(b);
+            segments += 1;
+            same_best += usize::from(argmax(&a) == argmax(b));
+        }
+        let (dev1, dev2) = self.deviations(data, prompts);
+        let pairs = first.len();
+        Reliability {
+            pairs,
+            segments,
+            score_corr: pearson(&first, &second),
+            within_segment_corr: pearson(&dev1, &dev2),
+            mean_abs_diff: first
+                .iter()
+                .zip(&second)
+                .map(|(a, b)| (a - b).abs())
+                .sum::<f64>()
+                / pairs.max(1) as f64,
+            same_best: same_best as f64 / segments.max(1) as f64,
+            same_best_chance: 1.0 / data.experts.len().max(1) as f64,
+        }
+    }
+
+    /// Per segment of `prompts`: the dataset's scores and the retest's, by expert.
+    fn segment_scores<'a>(
+        &'a self,
+        data: &'a Dataset,
+        prompts: &'a [usize],
+    ) -> impl Iterator<Item = (Vec<f64>, &'a [f64])> + 'a {
+        prompts.iter().flat_map(move |&p| {
+            data.prompts[p]
+                .segments
+                .iter()
+                .enumerate()
+                .map(move |(s, seg)| {
+                    (
+                        seg.outcomes.iter().map(|o| o.score).collect(),
+                        self.scores[p][s].as_slice(),
+                    )
+                })
+        })
+    }
+}
+
+impl Reliability {
+    /// One line for humans.
+    pub fn render(&self) -> String {
+        format!(
+            "test-retest over {} segments ({} pairs): score r = {:.3}, within-segment r = {:.3}, mean |Δscore| = {:.2}, same best expert {:.1}% (chance {:.1}%)",
+            self.segments,
+            self.pairs,
+            self.score_corr,
+            self.within_segment_corr,
+            self.mean_abs_diff,
+            100.0 * self.same_best,
+            100.0 * self.same_best_chance
+        )
+    }
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::rl::env::EnvConfig;
+
+    #[test]
+    fn a_dataset_retested_by_itself_is_the_hindsight_bound() {
+        let d = Arc::new(Dataset::synthetic(12, 3));
+        let retest = Retest::align(&d, &d).unwrap();
+        let all: Vec<usize> = (0..d.prompts.len()).collect();
+        let r = retest.reliability(&d, &all);
+        assert!((r.within_segment_corr - 1.0).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.same_best, 1.0);
+        assert_eq!(r.mean_abs_diff, 0.0);
+        let mut env = Env::new(d.clone(), all, EnvConfig::default(), 5).unwrap();
+        for _ in 0..30 {
+            let ep = env.draw();
+            assert_eq!(retest.oracle_total(&env, &ep), env.upper_bound(&ep).0);
+        }
+    }
+
+    #[test]
+    fn an_unrelated_retest_predicts_less_and_never_beats_the_bound() {
+        let d = Arc::new(Dataset::synthetic(12, 3));
+        // The same segments with every segment's scores handed to the
+        // experts in reverse order.
+        let mut other = (*d).clone();
+        for p in &mut other.prompts {
+            for s in &mut p.segments {
+                let rev: Vec<f64> = s.outcomes.iter().rev().map(|o| o.score).collect();
+                for (o, r) in s.outcomes.iter_mut().zip(rev) {
+                    o.score = r;
+                }
+            }
+        }
+        let retest = Retest::align(&d, &other).unwrap();
+        let all: Vec<usize> = (0..d.prompts.len()).collect();
+        assert!(retest.reliability(&d, &all).within_segment_corr < 0.999);
+        let mut env = Env::new(d.clone(), all, EnvConfig::default(), 5).unwrap();
+        let mut below = 0;
+        for _ in 0..50 {
+            let ep = env.draw();
+            let (o, b) = (retest.oracle_total(&env, &ep), env.upper_bound(&ep).0);
+            assert!(o <= b + 1e-9);
+            below += usize::from(o < b - 1e-9);
+        }
+        assert!(below > 0, "other scores should mislead some episodes");
+    }
+
+    #[test]
+    fn the_shipped_retest_repeats_the_shipped_dataset() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/");
+        let d =
+            Dataset::load(std::path::Path::new(&format!("{dir}routing_dataset.jsonl"))).unwrap();
+        let r = Dataset::load(std::path::Path::new(&format!(
+            "{dir}routing_dataset_retest.jsonl"
+        )))
+        .unwrap();
+        let retest = Retest::align(&d, &r).unwrap();
+        let all: Vec<usize> = (0..d.prompts.len()).collect();
+        let rel = retest.reliability(&d, &all);
+        assert_eq!(rel.segments, d.segments_in(&all));
+        assert_eq!(rel.pairs, rel.segments * d.experts.len());
+        // Other seeds wrote other passages: the scores differ.
+        assert!(rel.mean_abs_diff > 0.0, "{rel:?}");
+    }
+
+    #[test]
+    fn a_retest_of_other_segments_is_refused() {
+        let d = Dataset::synthetic(6, 3);
+        let mut other = d.clone();
+        other.prompts[2].segments[0].text.push_str(" (edited)");
+        let e = Retest::align(&d, &other).unwrap_err().to_string();
+        assert!(e.contains("segment 0"), "{e}");
+        let mut fewer = d.clone();
+        fewer.prompts.remove(1);
+        let e = Retest::align(&d, &fewer).unwrap_err().to_string();
+        assert!(e.contains("no prompt"), "{e}");
+    }
+}
