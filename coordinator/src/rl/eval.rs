@@ -208,7 +208,7 @@ impl EvalTable {
             s.push_str("(* local-all ignores the local device's capacity; it is shown, not competed with)\n");
         }
         if let Some(r) = &self.reliability {
-            s.push_str(&format!("{}\n", r.render()));
+            s.push_str(&format!("held-out prompts: {}\n", r.render()));
         }
         let of_oracle = match (self.row(POLICY_NAME), self.row(RETEST_ORACLE)) {
             (Some(sac), Some(o)) => format!(
@@ -535,4 +535,60 @@ pub fn run_eval(args: EvalArgs) -> Result<EvalReport, RlError> {
         }
     }
     Ok(EvalReport { tables, files })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rl::train::{TrainArgs, run_train};
+
+    #[test]
+    fn a_retest_adds_its_oracle_and_reliability_to_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let trained = run_train(TrainArgs {
+            dataset: dir.path().join("missing.jsonl"),
+            out_dir: dir.path().to_owned(),
+            episodes: 6,
+            warmup_episodes: 2,
+            panel_episodes: 3,
+            batch_size: 8,
+            hidden: vec![8],
+            eval_episodes: 5,
+            quiet: true,
+            ..TrainArgs::default()
+        })
+        .unwrap();
+        let policy = load_policy(&trained.policy).unwrap();
+        let data = Arc::new(policy_dataset(&policy, None).unwrap());
+        let t = &policy.info().training;
+        let split = data.split(t.train_fraction, t.split_seed);
+        let table = |retest: Option<&Retest>| {
+            evaluate(
+                &policy,
+                &data,
+                &split.held_out,
+                EnvConfig::default(),
+                60,
+                3,
+                retest,
+            )
+            .unwrap()
+        };
+        let plain = table(None);
+        assert!(plain.row(RETEST_ORACLE).is_none() && plain.reliability.is_none());
+        // Retested by itself, the oracle knows the very scores it is paid.
+        let itself = Retest::align(&data, &data).unwrap();
+        let with = table(Some(&itself));
+        let (oracle, bound) = (with.row(RETEST_ORACLE).unwrap(), with.row(BOUND).unwrap());
+        assert_eq!(oracle.reward.mean, bound.reward.mean);
+        assert_eq!(with.reliability.unwrap().same_best, 1.0);
+        // The other rows are the same episodes as without a retest.
+        assert_eq!(with.row(POLICY_NAME), plain.row(POLICY_NAME));
+        assert!(!with.not_beaten().contains(&RETEST_ORACLE.to_owned()));
+        assert!(
+            with.render().contains("of the retest oracle"),
+            "{}",
+            with.render()
+        );
+    }
 }

@@ -193,7 +193,8 @@ pub fn mean_reward_bars(path: &Path, title: &str, bars: &[Bar]) -> Result<(), Rl
             }
         })
         .y_desc("mean reward per episode (95% CI)")
-        .label_style(("sans-serif", 15))
+        // Ten or more method names share the width.
+        .label_style(("sans-serif", if n > 9 { 13 } else { 15 }))
         .draw()
         .map_err(|x| e(&x))?;
     for (i, b) in bars.iter().enumerate() {
@@ -275,6 +276,7 @@ pub fn paired_scatter(
         .map_err(|x| e(&x))?;
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .label_font(("sans-serif", 15))
