@@ -540,24 +540,13 @@ pub fn run_eval(args: EvalArgs) -> Result<EvalReport, RlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rl::train::{TrainArgs, run_train};
+    use crate::rl::train::run_train;
+    use crate::rl::train::tests::tiny_run;
 
     #[test]
     fn a_retest_adds_its_oracle_and_reliability_to_the_table() {
         let dir = tempfile::tempdir().unwrap();
-        let trained = run_train(TrainArgs {
-            dataset: dir.path().join("missing.jsonl"),
-            out_dir: dir.path().to_owned(),
-            episodes: 6,
-            warmup_episodes: 2,
-            panel_episodes: 3,
-            batch_size: 8,
-            hidden: vec![8],
-            eval_episodes: 5,
-            quiet: true,
-            ..TrainArgs::default()
-        })
-        .unwrap();
+        let trained = run_train(tiny_run(dir.path(), 6)).unwrap();
         let policy = load_policy(&trained.policy).unwrap();
         let data = Arc::new(policy_dataset(&policy, None).unwrap());
         let t = &policy.info().training;

@@ -671,7 +671,7 @@ impl TrainReport {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use clap::Parser;
 
     use super::*;
@@ -701,13 +701,13 @@ mod tests {
         assert_eq!(converged_at(&[], 0.01), None);
     }
 
-    #[test]
-    fn short_training_run_writes_policy_curve_and_figures() {
-        let dir = tempfile::tempdir().unwrap();
-        let args = TrainArgs {
-            dataset: dir.path().join("missing.jsonl"),
-            out_dir: dir.path().to_owned(),
-            episodes: 12,
+    /// A run of `episodes` small enough for a unit test, on the synthetic
+    /// set (the dataset path does not exist), writing into `dir`.
+    pub(crate) fn tiny_run(dir: &std::path::Path, episodes: usize) -> TrainArgs {
+        TrainArgs {
+            dataset: dir.join("missing.jsonl"),
+            out_dir: dir.to_owned(),
+            episodes,
             warmup_episodes: 2,
             panel_episodes: 5,
             batch_size: 8,
@@ -715,8 +715,13 @@ mod tests {
             eval_episodes: 20,
             quiet: true,
             ..TrainArgs::default()
-        };
-        let r = run_train(args).unwrap();
+        }
+    }
+
+    #[test]
+    fn short_training_run_writes_policy_curve_and_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = run_train(tiny_run(dir.path(), 12)).unwrap();
         assert_eq!(r.curve.len(), 12);
         assert!(r.updates > 0);
         assert!(r.policy.exists());
