@@ -5,7 +5,8 @@
 //! a trace or Rayleigh fading the pacing follows the channel over time.
 //!
 //! Senders reserve bytes and sleep until the bucket has paid for them, so
-//! concurrent streams of one node share its one emulated radio.
+//! concurrent streams of one node share its one emulated radio; a sender
+//! that gives up returns what was not yet sent.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -94,21 +95,59 @@ impl Pacer {
     }
 
     /// Waits until `bytes` may go out; returns how long it waited.
+    ///
+    /// The bytes are reserved at once, in arrival order. If the caller
+    /// gives up before its turn (the stream was cancelled or the node is
+    /// shutting down), the part of the reservation the radio has not yet
+    /// paid for goes back to the bucket, so later senders are not delayed
+    /// by bytes that never went out.
     pub async fn take(&self, bytes: u64) -> Duration {
-        let wait = {
+        let (wait, deadline) = {
             let mut b = self.bucket.lock().expect("pacer lock");
-            b.refill(Instant::now());
+            let now = Instant::now();
+            b.refill(now);
             b.tokens -= bytes as f64;
-            if b.tokens >= 0.0 {
+            let wait = if b.tokens >= 0.0 {
                 Duration::ZERO
             } else {
                 Duration::from_secs_f64(-b.tokens / b.rate)
-            }
+            };
+            (wait, now + wait)
         };
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            let mut guard = Reservation {
+                pacer: self,
+                bytes: bytes as f64,
+                deadline,
+                paid: false,
+            };
+            tokio::time::sleep_until(deadline).await;
+            guard.paid = true;
         }
         wait
+    }
+}
+
+/// A reservation still waiting for its turn; refunds on drop unless paid.
+struct Reservation<'a> {
+    pacer: &'a Pacer,
+    bytes: f64,
+    deadline: Instant,
+    paid: bool,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.paid {
+            return;
+        }
+        let mut b = self.pacer.bucket.lock().expect("pacer lock");
+        let now = Instant::now();
+        b.refill(now);
+        // The radio reaches this reservation's last byte at `deadline`:
+        // what it would still have sent by then was never paid for.
+        let unpaid = self.deadline.saturating_duration_since(now).as_secs_f64() * b.rate;
+        b.tokens = (b.tokens + unpaid.min(self.bytes)).min(b.depth());
     }
 }
 
@@ -141,6 +180,27 @@ mod tests {
             (t - 1.0).abs() < 0.01,
             "2 000 bytes at 2 000 B/s took {t} s"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_wait_gives_its_unsent_bytes_back() {
+        // 1 000 bytes/s. A 1 000-byte send is given up half-way through.
+        let p = Pacer::new(8_000.0, 0.0);
+        let start = Instant::now();
+        let gave_up = tokio::time::timeout(Duration::from_millis(500), p.take(1_000)).await;
+        assert!(gave_up.is_err());
+        // The 500 unsent bytes are refunded: the next 100 bytes take 0.1 s,
+        // not the 0.6 s they would wait behind the abandoned reservation.
+        p.take(100).await;
+        let t = start.elapsed().as_secs_f64();
+        assert!((t - 0.6).abs() < 0.01, "took {t} s");
+
+        // A wait that completes is not refunded: 2 × 500 bytes take 1 s.
+        let start = Instant::now();
+        p.take(500).await;
+        p.take(500).await;
+        let t = start.elapsed().as_secs_f64();
+        assert!((t - 1.0).abs() < 0.01, "took {t} s");
     }
 
     #[tokio::test(start_paused = true)]
