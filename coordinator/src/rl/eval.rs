@@ -17,7 +17,10 @@ use super::env::{
     ChannelSpec, DEFAULT_NEW_CHANNEL, DEFAULT_SCORE_NOISE, DEFAULT_WORDS_NOISE, Env, EnvConfig,
     NodeLayout,
 };
-use super::methods::{BOUND, LOCAL_ALL, MEAN_SCORE_BOUND, baselines, local_all, policy_episode};
+use super::methods::{
+    BOUND, LOCAL_ALL, MEAN_SCORE_BOUND, PRIOR_PLANNER, baselines, local_all, policy_episode,
+    prior_planner,
+};
 use super::plot::{Bar, mean_reward_bars, paired_scatter};
 use super::policy::{POLICY_NAME, SacPolicy, load_policy};
 use super::retest::{RETEST_ORACLE, Reliability, Retest};
@@ -257,6 +260,7 @@ pub fn evaluate(
     let simulated = matches!(config.nodes, NodeLayout::Simulated { .. });
     let mut env = Env::new(data.clone(), prompts.to_vec(), config.clone(), seed)?;
     let has_local = env.nodes().iter().any(|n| n.local);
+    names.push(PRIOR_PLANNER.to_owned());
     if has_local {
         names.push(LOCAL_ALL.to_owned());
     }
@@ -282,6 +286,8 @@ pub fn evaluate(
             i += 1;
             rewards[i].push(policy_episode(&env, &ep, p.as_ref())?.total);
         }
+        i += 1;
+        rewards[i].push(prior_planner(&env, &ep, &policy.info().priors));
         if has_local {
             i += 1;
             rewards[i].push(local_all(&env, &ep).unwrap_or(f64::NAN));

@@ -182,35 +182,22 @@ pub fn pair_features(
         .iter()
         .map(|c| estimate(c, &extremes, cost).reward.max(-TRANSFER_CLIP))
         .collect();
-    let terms: Vec<(ExpertPrior, f64, f64, f64, f64)> = cands
-        .iter()
-        .map(|c| {
-            let prior = priors.get(&c.expert, c.local, c.expected_words);
-            let compute = cost.lambda_compute * cost.compute_cost(prior.mean_words.round() as u32);
-            let (snr, log_rate, transfer) = if c.local {
-                (0.0, 0.0, 0.0)
-            } else {
-                let t = cost.transfer(prior.mean_bits.round() as u64, c.snr_db);
-                (
-                    c.snr_db / 10.0,
-                    t.rate_bps.max(1.0).log10() - 4.0,
-                    cost.lambda_transfer * t.seconds,
-                )
-            };
-            (prior, compute, snr, log_rate, transfer)
-        })
-        .collect();
-    let prior_reward: Vec<f64> = terms
-        .iter()
-        .map(|(p, compute, _, _, transfer)| (p.mean_score - compute - transfer).max(-TRANSFER_CLIP))
-        .collect();
+    let terms: Vec<PriorTerms> = cands.iter().map(|c| prior_terms(c, priors, cost)).collect();
+    let prior_reward: Vec<f64> = terms.iter().map(PriorTerms::reward).collect();
     let best = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let (best_est, best_prior) = (best(&est), best(&prior_reward));
     cands
         .iter()
         .zip(&terms)
         .enumerate()
-        .map(|(j, (c, (prior, compute, snr, log_rate, transfer)))| {
+        .map(|(j, (c, t))| {
+            let PriorTerms {
+                prior,
+                compute,
+                snr,
+                log_rate,
+                transfer,
+            } = t;
             let f = [
                 c.relevance,
                 c.gate_weight * n,
@@ -235,6 +222,56 @@ pub fn pair_features(
             f.map(|x| x as f32)
         })
         .collect()
+}
+
+/// What the training priors say of one candidate: its expert's prior and
+/// the expected costs of a typical passage from it at the current SNR.
+struct PriorTerms {
+    prior: ExpertPrior,
+    /// λ_c · compute cost of the prior's mean words.
+    compute: f64,
+    /// SNR / 10 (0 when local).
+    snr: f64,
+    /// log10 of the Shannon rate − 4 (0 when local).
+    log_rate: f64,
+    /// λ_t · seconds to send the prior's mean bits (0 when local).
+    transfer: f64,
+}
+
+impl PriorTerms {
+    /// Expected reward: mean score minus expected costs, clipped below.
+    fn reward(&self) -> f64 {
+        (self.prior.mean_score - self.compute - self.transfer).max(-TRANSFER_CLIP)
+    }
+}
+
+fn prior_terms(c: &Candidate, priors: &ExpertPriors, cost: &CostModel) -> PriorTerms {
+    let prior = priors.get(&c.expert, c.local, c.expected_words);
+    let compute = cost.lambda_compute * cost.compute_cost(prior.mean_words.round() as u32);
+    let (snr, log_rate, transfer) = if c.local {
+        (0.0, 0.0, 0.0)
+    } else {
+        let t = cost.transfer(prior.mean_bits.round() as u64, c.snr_db);
+        (
+            c.snr_db / 10.0,
+            t.rate_bps.max(1.0).log10() - 4.0,
+            cost.lambda_transfer * t.seconds,
+        )
+    };
+    PriorTerms {
+        prior,
+        compute,
+        snr,
+        log_rate,
+        transfer,
+    }
+}
+
+/// The expected reward of candidate `c` from the training priors alone
+/// (its expert's mean score and typical passage size, the current SNR):
+/// the `prior_reward` feature before it is made relative to the best.
+pub fn prior_reward(c: &Candidate, priors: &ExpertPriors, cost: &CostModel) -> f64 {
+    prior_terms(c, priors, cost).reward()
 }
 
 /// Per-feature standardisation fitted on training rollouts.

@@ -2,11 +2,12 @@
 //! the SAC policy alike) sees the segment views the live pipeline would
 //! build and ranks candidates once; the episode then takes, per segment,
 //! the best-ranked node still available (the local device only while it
-//! has capacity). Plus the paper's unconstrained no-edge benchmark and the
-//! upper bound.
+//! has capacity). Plus a planner on the training priors, the paper's
+//! unconstrained no-edge benchmark and the upper bound.
 
 use super::RlError;
 use super::env::{Env, Episode, EpisodeState};
+use super::features::{ExpertPriors, prior_reward};
 use crate::policy::{BASELINES, RouteContext, RoutingPolicy, baseline};
 
 /// Name of the upper bound in tables.
@@ -17,6 +18,22 @@ pub const MEAN_SCORE_BOUND: &str = "mean-score bound";
 /// every segment on the local device. It ignores the capacity every other
 /// method (and the bound) respects, so it is shown, not competed with.
 pub const LOCAL_ALL: &str = "local-all*";
+
+/// Name of [`prior_planner`] in tables.
+pub const PRIOR_PLANNER: &str = "prior planner";
+
+/// Exhaustive search (local capacity respected) on each candidate's
+/// expected reward from the training priors: what SAC's features know,
+/// planned by hand instead of learned. A method like the baselines (it
+/// sees nothing a live router could not), so SAC is compared with it.
+pub fn prior_planner(env: &Env, ep: &Episode, priors: &ExpertPriors) -> f64 {
+    let views = env.views(ep);
+    let cost = &env.config().cost;
+    let choices = env.best_assignment(ep, |s, j| {
+        prior_reward(&views[s].candidates[j], priors, cost)
+    });
+    env.total(ep, &choices)
+}
 
 /// The baselines of the routing trait, by name.
 pub fn baselines() -> Vec<(String, Box<dyn RoutingPolicy>)> {
@@ -70,8 +87,9 @@ mod tests {
     #[test]
     fn no_method_beats_the_bound_and_all_respect_capacity() {
         let d = Arc::new(Dataset::synthetic(10, 2));
-        let mut env = Env::new(d, (0..10).collect(), EnvConfig::default(), 4).unwrap();
+        let mut env = Env::new(d.clone(), (0..10).collect(), EnvConfig::default(), 4).unwrap();
         let bs = baselines();
+        let priors = ExpertPriors::from_dataset(&d, &(0..10).collect::<Vec<_>>());
         assert_eq!(bs.len(), BASELINES.len());
         for _ in 0..50 {
             let ep = env.draw();
@@ -83,6 +101,7 @@ mod tests {
                 assert!(locals <= 1, "{name} overused the local device");
             }
             assert!(local_all(&env, &ep).is_some());
+            assert!(prior_planner(&env, &ep, &priors) <= bound + 1e-9);
         }
     }
 }
