@@ -1,6 +1,6 @@
 //! `coordinator eval`: the trained policy against every baseline of the
-//! routing trait, the paper's unconstrained no-edge benchmark and the
-//! upper bound, on held-out prompts with fresh SNR draws; with the dataset's
+//! routing trait, a planner on the training priors, the paper's
+//! unconstrained no-edge benchmark and the upper bound, on held-out prompts with fresh SNR draws; with the dataset's
 //! nodes and with N simulated nodes it never saw (new channel models).
 //! Every method meets exactly the same episodes, so differences are paired.
 //! With a retest (the same prompts collected again), it also reports how
@@ -164,8 +164,10 @@ impl EvalTable {
             .collect()
     }
 
-    /// The competing methods: everything but SAC, the two references and
-    /// local-all (which ignores the local capacity).
+    /// The competing methods (the baselines and the prior planner):
+    /// everything but SAC, the bound, the references that know more than a
+    /// router (mean-score, retest oracle) and local-all (which ignores the
+    /// local capacity).
     fn others(&self) -> impl Iterator<Item = &MethodRow> {
         self.rows.iter().filter(|r| {
             ![
