@@ -1,4 +1,5 @@
-//! Cancellation frees a sequence promptly; SIGTERM drains in-flight streams.
+//! Cancellation frees a sequence promptly, a finished request frees its
+//! slot before its final message; SIGTERM drains in-flight streams.
 
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,35 @@ async fn dropping_a_stream_frees_its_slot_long_before_it_would_finish() -> anyho
         finished |= matches!(ev?.event, Some(Event::Final(_)));
     }
     assert!(finished);
+    Ok(())
+}
+
+/// A client that has read its final message finds the slot free: the
+/// node releases a request's admission place before its last event, so
+/// back-to-back requests on a one-slot, no-queue node are never refused.
+#[tokio::test]
+async fn the_slot_is_free_as_soon_as_the_final_message_arrives() -> anyhow::Result<()> {
+    let node = start_edge_node(&["--slots", "1", "--queue-depth", "0"]).await?;
+    let mut c = edge_client(&node).await?;
+    for i in 0..12 {
+        let mut s = c
+            .generate(v1::GenerateRequest {
+                segment: format!("step {i} of a short walk"),
+                max_tokens: Some(2),
+                ignore_eos: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("request {i} refused right after the last one ended: {e}")
+            })?
+            .into_inner();
+        let mut finished = false;
+        while let Some(ev) = s.next().await {
+            finished |= matches!(ev?.event, Some(Event::Final(_)));
+        }
+        assert!(finished, "request {i} ended without its final message");
+    }
     Ok(())
 }
 

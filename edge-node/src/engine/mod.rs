@@ -209,8 +209,19 @@ struct Admitted {
     events: mpsc::UnboundedSender<EngineEvent>,
     enqueued: Instant,
     /// Held until the generation ends: it is the request's place in the
-    /// bounded admission.
-    _permit: OwnedSemaphorePermit,
+    /// bounded admission. Released by [`Admitted::end`] before the last
+    /// event is sent, or when the request is dropped.
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Admitted {
+    /// Ends the request with its last event (`Done` or `Failed`), freeing
+    /// its admission place first: a client that has seen the end of its
+    /// stream may submit again at once and find the place free.
+    fn end(&mut self, last: EngineEvent) {
+        drop(self.permit.take());
+        let _ = self.events.send(last);
+    }
 }
 
 enum Command {
@@ -298,7 +309,7 @@ impl Engine {
             tokens,
             events,
             enqueued: Instant::now(),
-            _permit: permit,
+            permit: Some(permit),
         };
         self.inner
             .commands

@@ -112,17 +112,12 @@ impl Worker {
                     Command::Start(req) => waiting.push_back(req),
                     Command::CancelAll | Command::Stop => {
                         let stop = matches!(cmd, Command::Stop);
-                        for req in waiting.drain(..) {
-                            let _ = req
-                                .events
-                                .send(EngineEvent::Failed(EngineError::ShuttingDown));
+                        for mut req in waiting.drain(..) {
+                            req.end(EngineEvent::Failed(EngineError::ShuttingDown));
                         }
                         for slot in slots.iter_mut() {
-                            if let Some(s) = slot.take() {
-                                let _ = s
-                                    .req
-                                    .events
-                                    .send(EngineEvent::Failed(EngineError::ShuttingDown));
+                            if let Some(mut s) = slot.take() {
+                                s.req.end(EngineEvent::Failed(EngineError::ShuttingDown));
                             }
                         }
                         ctx.clear_kv_cache();
@@ -150,8 +145,8 @@ impl Worker {
                         .as_ref()
                         .is_some_and(|s| s.logits_at.is_some() || s.prompt_left > 0)
                     {
-                        let s = slot.take().expect("checked");
-                        let _ = s.req.events.send(EngineEvent::Failed(err.clone()));
+                        let mut s = slot.take().expect("checked");
+                        s.req.end(EngineEvent::Failed(err.clone()));
                         let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
                     }
                 }
@@ -165,7 +160,7 @@ impl Worker {
     /// take a slot.
     fn expire_waiting(&self, waiting: &mut VecDeque<Box<Admitted>>) {
         let now = Instant::now();
-        waiting.retain(|req| {
+        waiting.retain_mut(|req| {
             if req.events.is_closed() {
                 return false;
             }
@@ -179,7 +174,7 @@ impl Worker {
                     prompt_eval: Duration::ZERO,
                     generation: Duration::ZERO,
                 };
-                let _ = req.events.send(EngineEvent::Done(stats));
+                req.end(EngineEvent::Done(stats));
                 return false;
             }
             true
@@ -341,7 +336,7 @@ impl Worker {
             prompt_eval: first - s.admitted,
             generation,
         };
-        let _ = s.req.events.send(EngineEvent::Done(stats));
+        s.req.end(EngineEvent::Done(stats));
     }
 
     fn publish(&self, slots: &[Option<Slot>], waiting: &VecDeque<Box<Admitted>>) {
