@@ -10,7 +10,7 @@
 use super::RlError;
 use super::dataset::Dataset;
 use super::env::{Env, Episode};
-use super::stats::pearson;
+use super::stats::{mean, pearson};
 
 /// Name of the retest oracle in tables.
 pub const RETEST_ORACLE: &str = "retest oracle";
@@ -123,7 +123,7 @@ impl Retest {
     pub fn deviations(&self, data: &Dataset, prompts: &[usize]) -> (Vec<f64>, Vec<f64>) {
         let (mut first, mut second) = (vec![], vec![]);
         for (a, b) in self.segment_scores(data, prompts) {
-            let (ma, mb) = (mean(&a), mean(b));
+            let (ma, mb) = (mean(a.iter().copied()), mean(b.iter().copied()));
             first.extend(a.iter().map(|x| x - ma));
             second.extend(b.iter().map(|x| x - mb));
         }
@@ -198,10 +198,6 @@ impl Reliability {
             100.0 * self.same_best_chance
         )
     }
-}
-
-fn mean(xs: &[f64]) -> f64 {
-    xs.iter().sum::<f64>() / xs.len().max(1) as f64
 }
 
 #[cfg(test)]

@@ -105,6 +105,20 @@ pub fn percentile(xs: &[f64], q: f64) -> f64 {
     v[i]
 }
 
+/// Arithmetic mean; NaN when there is nothing to average.
+///
+/// ```
+/// # use netmoe_coordinator::rl::stats::mean;
+/// assert_eq!(mean([1.0, 2.0, 6.0]), 3.0);
+/// assert!(mean(std::iter::empty()).is_nan());
+/// ```
+pub fn mean(xs: impl IntoIterator<Item = f64>) -> f64 {
+    let (s, n) = xs
+        .into_iter()
+        .fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    if n == 0 { f64::NAN } else { s / n as f64 }
+}
+
 /// Pearson correlation of paired samples; NaN when either side is constant
 /// or there are fewer than two pairs.
 ///

@@ -31,7 +31,7 @@ use super::sac::{
     DEFAULT_INITIAL_ALPHA, DEFAULT_LR_ACTOR, DEFAULT_LR_ALPHA, DEFAULT_LR_CRITIC,
     DEFAULT_TARGET_ENTROPY_FRACTION, DEFAULT_TAU, Sac, SacConfig, SacLosses, Snapshot,
 };
-use super::stats::moving_average;
+use super::stats::{mean, moving_average};
 
 /// Training episodes.
 pub const DEFAULT_EPISODES: usize = 200;
@@ -557,11 +557,6 @@ pub fn run_train(args: TrainArgs) -> Result<TrainReport, RlError> {
         print!("{}", report.summary());
     }
     Ok(report)
-}
-
-fn mean(xs: impl Iterator<Item = f64>) -> f64 {
-    let (s, n) = xs.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-    if n == 0 { f64::NAN } else { s / n as f64 }
 }
 
 fn progress(len: u64, quiet: bool) -> ProgressBar {
