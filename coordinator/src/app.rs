@@ -3,7 +3,7 @@
 //! top of it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use netmoe_common::channel::{SnrModel, SnrSampler};
 use netmoe_common::fetch::{FetchOptions, resolve_model};
@@ -51,6 +51,9 @@ pub enum BuildError {
     /// The QUIC client endpoint could not start.
     #[error(transparent)]
     Link(#[from] netmoe_common::link::LinkError),
+    /// The local expert's prompt layout does not fit the model.
+    #[error(transparent)]
+    Prompt(#[from] netmoe_edge_node::prompt::PromptError),
     /// The default policy is unknown.
     #[error("unknown default policy {0:?}")]
     Policy(String),
@@ -97,17 +100,15 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
             gpu_layers: 0,
         },
     )?;
-    let local = Arc::new(NodeState {
-        node_id: crate::policy::LOCAL_TARGET.into(),
-        profile: ExpertProfile::generic(),
-        engine: engine.clone(),
+    let local = Arc::new(NodeState::new(
+        crate::policy::LOCAL_TARGET.into(),
+        ExpertProfile::generic(),
+        engine.clone(),
         // The local expert has no radio; its channel is never used.
-        snr: Mutex::new(SnrSampler::new(SnrModel::Fixed { db: 0.0 }, 0)),
-        limits: Limits::default(),
-        hardware: netmoe_edge_node::hardware::summary(),
-        pacer: None,
-        link: Default::default(),
-    });
+        SnrSampler::new(SnrModel::Fixed { db: 0.0 }, 0),
+        Limits::default(),
+        None,
+    )?);
     let registry = Arc::new(Registry::new(config.heartbeat, config.liveness));
     let mut policies: HashMap<String, Arc<dyn RoutingPolicy>> = HashMap::new();
     for name in BASELINES {

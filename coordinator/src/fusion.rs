@@ -143,7 +143,7 @@ impl Fuser {
         p.push_str("Complete story:\n");
         let job = GenerateJob {
             request_id: "fusion".into(),
-            prompt: p,
+            prompt: netmoe_edge_node::prompt::Prompt::plain(p),
             max_tokens: MAX_FUSION_TOKENS,
             sampling: Default::default(),
             deadline: None,

@@ -5,7 +5,7 @@
 //! `cargo bench -p netmoe-edge-node --bench stream_vs_direct [-- ROUNDS TOKENS]`
 
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -147,16 +147,17 @@ fn main() {
         },
     )
     .expect("engine");
-    let state = Arc::new(NodeState {
-        node_id: "bench".into(),
-        profile: ExpertProfile::generic(),
-        engine,
-        snr: Mutex::new(SnrSampler::new(SnrModel::Fixed { db: 10.0 }, 1)),
-        limits: Limits::default(),
-        hardware: netmoe_edge_node::hardware::summary(),
-        pacer: None,
-        link: Default::default(),
-    });
+    let state = Arc::new(
+        NodeState::new(
+            "bench".into(),
+            ExpertProfile::generic(),
+            engine,
+            SnrSampler::new(SnrModel::Fixed { db: 10.0 }, 1),
+            Limits::default(),
+            None,
+        )
+        .expect("layout"),
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut client = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -45,8 +45,9 @@ pub struct ServeArgs {
     /// Id to register under [default: <profile>-<port>].
     #[arg(long, env = "NETMOE_NODE_ID")]
     pub node_id: Option<String>,
-    /// GGUF model: a path, an http(s) URL, or "default" (Gemma 3 270M,
-    /// fetched and cached) [default: default].
+    /// GGUF model: a path, an http(s) URL, or a shipped model by name:
+    /// "default" (Gemma 3 270M base) or "smollm2-135m-instruct", fetched and
+    /// cached [default: the profile's `model`, else default].
     #[arg(long, env = "NETMOE_MODEL")]
     pub model: Option<String>,
     /// Expert profile: a TOML file, or a shipped one by name (fantasy,
@@ -181,8 +182,9 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Explicit node id, if any.
     pub node_id: Option<String>,
-    /// Model spec (path, URL or "default").
-    pub model: String,
+    /// Model spec (path, URL or catalog name); None: the profile's model,
+    /// else the default.
+    pub model: Option<String>,
     /// Profile file, if any.
     pub profile: Option<PathBuf>,
     /// llama.cpp threads.
@@ -311,10 +313,7 @@ impl ServeArgs {
                 .or(f.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
             node_id: self.node_id.or(f.node_id),
-            model: self
-                .model
-                .or(f.model)
-                .unwrap_or_else(|| DEFAULT_MODEL.into()),
+            model: self.model.or(f.model),
             profile: self.profile.or(f.profile),
             threads: positive("threads", threads)?,
             slots: positive("slots", self.slots.or(f.slots).unwrap_or(DEFAULT_SLOTS))?,

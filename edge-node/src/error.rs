@@ -38,11 +38,17 @@ pub enum RequestError {
     /// A sampling value out of range.
     #[error("invalid sampling: {0}")]
     Sampling(#[from] SamplingError),
+    /// The prompt could not be laid out (the node's own template failed).
+    #[error("{0}")]
+    Prompt(crate::prompt::PromptError),
 }
 
 impl From<RequestError> for Status {
     fn from(e: RequestError) -> Self {
-        Status::invalid_argument(e.to_string())
+        match e {
+            RequestError::Prompt(_) => Status::internal(e.to_string()),
+            _ => Status::invalid_argument(e.to_string()),
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! - [`engine`]: llama.cpp on a dedicated thread; concurrent requests are
 //!   sequences of one batch, admission is bounded.
 //! - [`sampling`]: sampling settings, their ranges, the sampler chain.
-//! - [`profile`]: the expert profile (domain, persona, prompt template).
+//! - [`profile`]: the expert profile (domain, persona, layout, model).
+//! - [`prompt`]: prompt layout per model (chat template, narrative, own), peer text kept apart.
 //! - [`service`]: the `EdgeNode` gRPC service, request limits and accounting.
 //! - [`error`]: request errors and their mapping to gRPC statuses.
 //! - [`probe`]: link probe transfers (download payload), shared by gRPC and QUIC.
@@ -24,6 +25,7 @@ pub mod link;
 pub mod node;
 pub mod probe;
 pub mod profile;
+pub mod prompt;
 pub mod register;
 pub mod sampling;
 pub mod server;

@@ -2,7 +2,7 @@
 //! warm it up, and describe how to register.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use netmoe_common::channel::SnrSampler;
 use netmoe_common::fetch::{FetchOptions, resolve_model};
@@ -28,6 +28,9 @@ pub enum BuildError {
     /// llama.cpp could not load the model or create the context.
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    /// The profile's layout does not fit the model.
+    #[error(transparent)]
+    Prompt(#[from] crate::prompt::PromptError),
 }
 
 /// Builds the node state (blocking: loads the model; call from
@@ -45,7 +48,13 @@ pub fn build(
         progress,
         ..FetchOptions::default()
     };
-    let model_path = resolve_model(&config.model, &config.cache_dir, &opts)?;
+    // The flag wins, then the model the profile was written for, then the default.
+    let spec = config
+        .model
+        .clone()
+        .or_else(|| profile.model.clone())
+        .unwrap_or_else(|| crate::config::DEFAULT_MODEL.to_owned());
+    let model_path = resolve_model(&spec, &config.cache_dir, &opts)?;
     let engine = Engine::start(EngineConfig {
         model_path,
         threads: config.threads,
@@ -60,17 +69,14 @@ pub fn build(
         .node_id
         .clone()
         .unwrap_or_else(|| format!("{}-{}", profile.name, listen.port()));
-    let state = Arc::new(NodeState {
+    let state = Arc::new(NodeState::new(
         node_id,
         profile,
         engine,
-        snr: Mutex::new(SnrSampler::new(config.snr.clone(), config.seed)),
-        limits: config.limits,
-        hardware: crate::hardware::summary(),
-        pacer: (config.emulate_bandwidth_hz > 0.0)
-            .then(|| Pacer::new(config.emulate_bandwidth_hz, 0.0)),
-        link: Default::default(),
-    });
+        SnrSampler::new(config.snr.clone(), config.seed),
+        config.limits,
+        (config.emulate_bandwidth_hz > 0.0).then(|| Pacer::new(config.emulate_bandwidth_hz, 0.0)),
+    )?);
     if state.pacer.is_some() {
         // Start the emulated radio at a real draw of the channel.
         state.draw_snr();
@@ -131,7 +137,7 @@ fn warm_up(engine: &Engine, tokens: u32) {
     }
     let job = GenerateJob {
         request_id: "warm-up".into(),
-        prompt: "Once upon a time".into(),
+        prompt: crate::prompt::Prompt::plain("Once upon a time"),
         max_tokens: tokens,
         sampling: Default::default(),
         deadline: None,

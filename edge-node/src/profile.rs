@@ -1,9 +1,13 @@
 //! Expert profiles: what a node's expert writes about and how it is steered.
 //!
-//! A profile is a small TOML file. The base model has no instruction tuning,
-//! so the `persona` is written as the opening of a document of the right
-//! genre; the prompt template then places the segment where such a document
-//! would continue with the story.
+//! A profile is a small TOML file. How the segment reaches the model depends
+//! on the model (see [`crate::prompt`]): an instruction-tuned model is asked
+//! in its own chat format (`system` line, `instruction` as the user's turn);
+//! a base model gets a narrative opening (`persona`, written as the start of
+//! a document of the right genre, then a line that introduces the story); a
+//! profile may set its own `template` instead. A profile may also name the
+//! model it is written for (`model = "smollm2-135m-instruct"`), used when the
+//! node is started without `--model`.
 
 use std::path::{Path, PathBuf};
 
@@ -15,11 +19,38 @@ use crate::sampling::SamplingSpec;
 /// Tokens generated when neither the request nor the profile says.
 pub const DEFAULT_MAX_TOKENS: u32 = 96;
 
-/// The template used when a profile gives none. `{persona}`, `{context}`
-/// and `{segment}` are replaced; `{context}` lines are dropped when the
+/// The narrative opening for base models: the persona sets the genre, the
+/// next line introduces a story about the segment, and the model continues
+/// with the story itself. Base models asked with instructions or labelled
+/// fields ("This part: ...") echo them instead of writing prose, so neither
+/// the whole prompt nor any field name appears.
+pub const NARRATIVE_TEMPLATE: &str =
+    "{persona}\n\nThe following is a short story about {segment}.\n\n";
+
+/// The system line for chat models when a profile gives none; `{domain}` is
+/// replaced.
+pub const DEFAULT_SYSTEM: &str = "You are a storyteller who writes {domain}. You write vivid, concrete prose with named characters and a clear sequence of events.";
+
+/// The user's turn for chat models when a profile gives none. `{segment}`
+/// and `{context}` are replaced; `{context}` lines are dropped when the
 /// request carries no context.
-pub const DEFAULT_TEMPLATE: &str =
-    "{persona}\n\nThe whole tale: {context}\nThis part: {segment}\n\n";
+pub const DEFAULT_INSTRUCTION: &str =
+    "Write one paragraph of a story about {segment}. Write only the story.";
+
+/// How a profile wants its prompts laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayoutChoice {
+    /// The model's chat template if its GGUF has one, else the narrative opening.
+    #[default]
+    Auto,
+    /// The model's chat template (an error if it has none).
+    Chat,
+    /// The narrative opening, whatever the model.
+    Narrative,
+    /// The profile's own `template` (set by giving one).
+    Template,
+}
 
 /// The shipped profiles, compiled in so `--profile fantasy` works on a
 /// board without the repository.
@@ -39,8 +70,18 @@ pub struct ExpertProfile {
     pub domain: String,
     /// Genre-setting prefix that steers a base model toward the domain.
     pub persona: String,
-    /// Prompt layout (see [`DEFAULT_TEMPLATE`]).
-    pub template: String,
+    /// Which layout the profile asks for.
+    pub layout: LayoutChoice,
+    /// The profile's own layout (with [`LayoutChoice::Template`]); `{persona}`,
+    /// `{segment}` and `{context}` are replaced.
+    pub template: Option<String>,
+    /// System line for chat models (see [`DEFAULT_SYSTEM`]).
+    pub system: Option<String>,
+    /// User's turn for chat models (see [`DEFAULT_INSTRUCTION`]).
+    pub instruction: Option<String>,
+    /// The model this profile is written for (a catalog name, path or URL);
+    /// used when the node is given no `--model`.
+    pub model: Option<String>,
     /// Sampling used unless a request overrides it.
     pub sampling: SamplingSpec,
     /// Generation length when a request sets none.
@@ -75,7 +116,11 @@ struct RawProfile {
     name: String,
     domain: String,
     persona: String,
+    layout: Option<LayoutChoice>,
     template: Option<String>,
+    system: Option<String>,
+    instruction: Option<String>,
+    model: Option<String>,
     max_tokens: Option<u32>,
     #[serde(default)]
     sampling: RawSampling,
@@ -128,9 +173,22 @@ impl ExpertProfile {
         if raw.domain.trim().is_empty() {
             return Err("`domain` must not be empty".into());
         }
-        let template = raw.template.unwrap_or_else(|| DEFAULT_TEMPLATE.to_owned());
-        if !template.contains("{segment}") {
-            return Err("`template` must contain {segment}".into());
+        let layout = match (raw.layout, &raw.template) {
+            (None | Some(LayoutChoice::Template), Some(_)) => LayoutChoice::Template,
+            (Some(LayoutChoice::Template), None) => {
+                return Err("`layout = \"template\"` needs a `template`".into());
+            }
+            (Some(l), Some(_)) => {
+                return Err(format!(
+                    "`template` is set, so `layout` must be \"template\", not {l:?}"
+                ));
+            }
+            (l, None) => l.unwrap_or_default(),
+        };
+        for (key, text) in [("template", &raw.template), ("instruction", &raw.instruction)] {
+            if text.as_ref().is_some_and(|t| !t.contains("{segment}")) {
+                return Err(format!("`{key}` must contain {{segment}}"));
+            }
         }
         let overrides = v1::SamplingParams {
             temperature: raw.sampling.temperature,
@@ -150,7 +208,11 @@ impl ExpertProfile {
             name: raw.name.trim().to_owned(),
             domain: raw.domain.trim().to_owned(),
             persona: raw.persona.trim_end().to_owned(),
-            template,
+            layout,
+            template: raw.template,
+            system: raw.system.map(|s| s.trim().to_owned()),
+            instruction: raw.instruction,
+            model: raw.model.map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()),
             sampling,
             default_max_tokens,
         })
@@ -161,36 +223,54 @@ impl ExpertProfile {
         Self {
             name: "generalist".into(),
             domain: "short stories on any topic".into(),
-            persona: "Here is a short story.".into(),
-            template: DEFAULT_TEMPLATE.into(),
+            persona: "From a collection of short stories.".into(),
+            layout: LayoutChoice::Auto,
+            template: None,
+            system: None,
+            instruction: None,
+            model: None,
             sampling: SamplingSpec::default(),
             default_max_tokens: DEFAULT_MAX_TOKENS,
         }
     }
 
-    /// The prompt the model continues for one segment.
+    /// The narrative opening for one segment (see [`NARRATIVE_TEMPLATE`]).
     ///
     /// ```
     /// # use netmoe_edge_node::ExpertProfile;
     /// let p = ExpertProfile::generic();
-    /// let prompt = p.render("a dragon wakes", "");
-    /// assert!(prompt.contains("This part: a dragon wakes"));
-    /// assert!(!prompt.contains("The whole tale"));
+    /// let prompt = p.render_narrative("a dragon wakes", "");
+    /// assert!(prompt.ends_with("a short story about a dragon wakes.\n\n"));
     /// ```
-    pub fn render(&self, segment: &str, context: &str) -> String {
-        let context = context.trim();
-        let template: String = if context.is_empty() {
-            self.template
-                .split_inclusive('\n')
-                .filter(|line| !line.contains("{context}"))
-                .collect()
-        } else {
-            self.template.clone()
-        };
-        template
+    pub fn render_narrative(&self, segment: &str, _context: &str) -> String {
+        NARRATIVE_TEMPLATE
+            .replace("{persona}", &self.persona)
+            .replace("{segment}", segment)
+    }
+
+    /// The profile's own template for one segment; `{context}` lines are
+    /// dropped when there is no context.
+    pub fn render_template(&self, segment: &str, context: &str, has_context: bool) -> String {
+        let template = self.template.as_deref().unwrap_or(NARRATIVE_TEMPLATE);
+        fill(template, has_context)
             .replace("{persona}", &self.persona)
             .replace("{context}", context)
-            .replace("{segment}", segment.trim())
+            .replace("{segment}", segment)
+    }
+
+    /// The system line for chat models.
+    pub fn system_prompt(&self) -> String {
+        self.system
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SYSTEM.replace("{domain}", &self.domain))
+    }
+
+    /// The user's turn for chat models.
+    pub fn render_instruction(&self, segment: &str, context: &str, has_context: bool) -> String {
+        let instruction = self.instruction.as_deref().unwrap_or(DEFAULT_INSTRUCTION);
+        fill(instruction, has_context)
+            .replace("{context}", context)
+            .replace("{segment}", segment)
     }
 
     /// The profile as the contract describes it.
@@ -205,6 +285,18 @@ impl ExpertProfile {
     }
 }
 
+/// `template` without its `{context}` lines when there is no context.
+fn fill(template: &str, has_context: bool) -> String {
+    if has_context {
+        template.to_owned()
+    } else {
+        template
+            .split_inclusive('\n')
+            .filter(|line| !line.contains("{context}"))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,7 +307,7 @@ mod tests {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(dir).unwrap() {
             let p = ExpertProfile::load(&entry.unwrap().path()).unwrap();
-            assert!(p.render("x", "y").contains("x"));
+            assert!(p.render_narrative("x", "y").contains("x"));
             names.push(p.name);
         }
         names.sort();
@@ -244,5 +336,39 @@ mod tests {
         assert!(err.contains("colour"), "{err}");
         let err = ExpertProfile::parse(&format!("{base}template = \"no slot\"\n")).unwrap_err();
         assert!(err.contains("{segment}"), "{err}");
+        let err = ExpertProfile::parse(&format!("{base}instruction = \"no slot\"\n")).unwrap_err();
+        assert!(err.contains("{segment}"), "{err}");
+        let err = ExpertProfile::parse(&format!("{base}layout = \"template\"\n")).unwrap_err();
+        assert!(err.contains("needs a `template`"), "{err}");
+        let err = ExpertProfile::parse(&format!("{base}layout = \"sonnet\"\n")).unwrap_err();
+        assert!(err.contains("sonnet"), "{err}");
+        let err = ExpertProfile::parse(&format!(
+            "{base}layout = \"chat\"\ntemplate = \"{{segment}}\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("must be \"template\""), "{err}");
+    }
+
+    #[test]
+    fn layouts_models_and_overrides_parse() {
+        let base = "name = \"a\"\ndomain = \"old ships\"\npersona = \"c\"\n";
+        let p = ExpertProfile::parse(base).unwrap();
+        assert_eq!(p.layout, LayoutChoice::Auto);
+        assert_eq!(p.model, None);
+        assert!(p.system_prompt().contains("old ships"));
+        assert!(p.render_instruction("a wreck", "", false).contains("about a wreck."));
+        let p = ExpertProfile::parse(&format!(
+            "{base}model = \"smollm2-135m-instruct\"\nlayout = \"narrative\"\n"
+        ))
+        .unwrap();
+        assert_eq!(p.model.as_deref(), Some("smollm2-135m-instruct"));
+        assert_eq!(p.layout, LayoutChoice::Narrative);
+        let p = ExpertProfile::parse(&format!(
+            "{base}template = \"{{persona}}|{{segment}}\\nAll: {{context}}\\n\"\n"
+        ))
+        .unwrap();
+        assert_eq!(p.layout, LayoutChoice::Template);
+        assert_eq!(p.render_template("s", "", false), "c|s\n");
+        assert_eq!(p.render_template("s", "k", true), "c|s\nAll: k\n");
     }
 }

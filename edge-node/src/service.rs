@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::engine::{Engine, EngineEvent, FinishReason, GenerateJob, Generation};
 use crate::error::RequestError;
 use crate::profile::ExpertProfile;
+use crate::prompt::{Layout, Prompt, PromptError};
 
 /// Largest segment accepted, in bytes.
 pub const DEFAULT_MAX_SEGMENT_BYTES: u32 = 8 * 1024;
@@ -69,9 +70,43 @@ pub struct NodeState {
     pub pacer: Option<Pacer>,
     /// The QUIC endpoint, once bound, and probe admission.
     pub link: crate::link::LinkState,
+    /// How segments are laid out for this node's model (resolved at start).
+    pub layout: Layout,
 }
 
 impl NodeState {
+    /// A node's state: resolves the prompt layout of `profile` on `engine`'s
+    /// model and reads the hardware summary once.
+    pub fn new(
+        node_id: String,
+        profile: ExpertProfile,
+        engine: Engine,
+        snr: SnrSampler,
+        limits: Limits,
+        pacer: Option<Pacer>,
+    ) -> Result<Self, PromptError> {
+        let layout = Layout::resolve(engine.llama(), &profile)?;
+        tracing::info!(expert = %profile.name, layout = layout.name(), "prompt layout");
+        Ok(Self {
+            node_id,
+            profile,
+            engine,
+            snr: Mutex::new(snr),
+            limits,
+            hardware: crate::hardware::summary(),
+            pacer,
+            link: Default::default(),
+            layout,
+        })
+    }
+
+    /// The prompt for one segment in this node's layout.
+    pub fn prompt(&self, segment: &str, context: &str) -> Result<Prompt, RequestError> {
+        self.layout
+            .render(self.engine.llama(), &self.profile, segment, context)
+            .map_err(RequestError::Prompt)
+    }
+
     /// Draws the channel for a new transfer or heartbeat.
     pub fn draw_snr(&self) -> v1::SnrReport {
         let mut s = self.snr.lock().expect("snr lock");
@@ -123,6 +158,8 @@ impl NodeState {
             node_id: self.node_id.clone(),
             profile: Some(self.profile.to_proto()),
             model: Some(v1::ModelInfo {
+                name: m.name(),
+                layout: self.layout.name().into(),
                 file_name: m.file_name(),
                 size_bytes: m.file.size_bytes,
                 quantization: m.file.quantization.clone().unwrap_or_default(),
@@ -195,7 +232,7 @@ impl NodeState {
         };
         Ok(GenerateJob {
             request_id,
-            prompt: self.profile.render(segment, &req.context),
+            prompt: self.prompt(segment, &req.context)?,
             max_tokens,
             sampling,
             deadline,

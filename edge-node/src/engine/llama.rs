@@ -53,6 +53,23 @@ impl LoadedModel {
         })
     }
 
+    /// The model's name: its catalog name when the file is a shipped model,
+    /// else the GGUF's `general.name`, else the file name.
+    pub fn name(&self) -> String {
+        let file = self.file_name();
+        if let Some(a) = netmoe_common::fetch::catalog::MODELS
+            .iter()
+            .find(|a| a.main_file().file == file)
+        {
+            return a.name.to_owned();
+        }
+        self.model
+            .meta_val_str("general.name")
+            .ok()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or(file)
+    }
+
     /// File name without directories.
     pub fn file_name(&self) -> String {
         self.file

@@ -105,7 +105,7 @@ pub struct GenerateJob {
     /// For logs.
     pub request_id: String,
     /// The full prompt the model continues.
-    pub prompt: String,
+    pub prompt: crate::prompt::Prompt,
     /// Tokens to generate at most (>= 1).
     pub max_tokens: u32,
     /// Sampling settings.
@@ -318,13 +318,20 @@ impl Engine {
         Ok(Generation { rx, prompt_tokens })
     }
 
-    /// Tokens of `text` as the engine would feed it (BOS included).
-    pub fn tokenize(&self, text: &str) -> Vec<llama_cpp_2::token::LlamaToken> {
-        self.inner
-            .model
-            .model
-            .vocab()
-            .tokenize(text.as_bytes(), true, false)
+    /// Tokens of `prompt` as the engine feeds it: BOS as the model wants it,
+    /// control-token names parsed in template pieces only (peer text stays
+    /// plain characters), and no doubled BOS when a template spells one out.
+    pub fn tokenize(&self, prompt: &crate::prompt::Prompt) -> Vec<llama_cpp_2::token::LlamaToken> {
+        let vocab = self.inner.model.model.vocab();
+        let mut tokens = Vec::new();
+        for (i, piece) in prompt.pieces.iter().enumerate() {
+            tokens.extend(vocab.tokenize(piece.text.as_bytes(), i == 0, piece.template));
+        }
+        let bos = vocab.bos();
+        if tokens.len() >= 2 && tokens[0] == bos && tokens[1] == bos {
+            tokens.remove(0);
+        }
+        tokens
     }
 
     /// Fails every waiting and running generation with `ShuttingDown`

@@ -273,7 +273,11 @@ impl Worker {
             let tok = s.sampler.sample(ctx, idx);
             let now = Instant::now();
             s.first_token.get_or_insert(now);
-            let reason = if vocab.is_eog(tok) && !s.req.job.ignore_eos {
+            // Every end-of-generation token ends the passage, and so does any
+            // other control token (a chat model opening a new turn): control
+            // tokens never become text.
+            let ends = vocab.is_eog(tok) || vocab.is_control(tok);
+            let reason = if ends && !s.req.job.ignore_eos {
                 Some(FinishReason::Stop)
             } else {
                 s.generated += 1;
