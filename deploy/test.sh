@@ -6,4 +6,4 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$NETMOE_ROOT"
-NETMOE_TEST_MODEL="$NETMOE_MODEL_PATH" cargo test --release --workspace -- --test-threads=1 "$@"
+NETMOE_TEST_MODEL="$NETMOE_MODEL_PATH" NETMOE_TEST_INSTRUCT_MODEL="$NETMOE_INSTRUCT_MODEL_PATH" cargo test --release --workspace -- --test-threads=1 "$@"

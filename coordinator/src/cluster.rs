@@ -216,22 +216,37 @@ pub struct NodeSpec {
     pub snr: String,
     /// Channel seed.
     pub seed: u64,
+    /// The node's model (a path or a catalog name such as
+    /// `smollm2-135m-instruct`); None: the cluster's model.
+    pub model: Option<String>,
     /// Extra flags.
     pub extra: Vec<String>,
 }
 
-/// The demo's three experts with contrasting domains and channels.
+/// The catalog model of the demo's board-class nodes.
+pub const SMALL_BOARD_MODEL: &str = "smollm2-135m-instruct";
+
+/// The demo's three experts with contrasting domains, channels and
+/// hardware. As on a real edge network the nodes differ:
+/// - fantasy stands for a Jetson-class board (8 GB, GPU): it runs the
+///   cluster's model, by default the larger Gemma 3 270M (base, narrative
+///   layout);
+/// - scifi and nature stand for Raspberry Pi-class boards (2-4 GB, CPU
+///   only): they run SmolLM2 135M Instruct, half the parameters and 98 MB, so
+///   about twice the tokens per second on a small CPU, asked in its chat
+///   template.
 pub fn demo_nodes() -> Vec<NodeSpec> {
     [
-        ("fantasy", "fixed:18", 1),
-        ("scifi", "rayleigh:12", 2),
-        ("nature", "uniform:0:20", 3),
+        ("fantasy", "fixed:18", 1, None),
+        ("scifi", "rayleigh:12", 2, Some(SMALL_BOARD_MODEL)),
+        ("nature", "uniform:0:20", 3, Some(SMALL_BOARD_MODEL)),
     ]
     .into_iter()
-    .map(|(p, s, seed)| NodeSpec {
+    .map(|(p, s, seed, model)| NodeSpec {
         profile: p.into(),
         snr: s.into(),
         seed,
+        model: model.map(str::to_owned),
         extra: Vec::new(),
     })
     .collect()
@@ -307,7 +322,11 @@ impl Cluster {
         i: usize,
     ) -> Result<(), ClusterError> {
         let mut args: Vec<OsString> = vec!["serve".into(), "--listen".into(), "127.0.0.1:0".into()];
-        args.extend(["--model".into(), spec.model.clone().into_os_string()]);
+        let model = n
+            .model
+            .as_ref()
+            .map_or_else(|| spec.model.clone().into_os_string(), OsString::from);
+        args.extend(["--model".into(), model]);
         args.extend(["--profile".into(), n.profile.clone().into()]);
         args.extend([
             "--snr".into(),

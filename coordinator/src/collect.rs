@@ -193,7 +193,12 @@ pub async fn run_collect(args: CollectArgs) -> anyhow::Result<usize> {
         ]
         .iter()
         .map(OsString::from)
-        .chain(["--model".into(), model.clone().into_os_string()])
+        .chain([
+            "--model".into(),
+            n.model
+                .as_ref()
+                .map_or_else(|| model.clone().into_os_string(), OsString::from),
+        ])
         .collect();
         let p = ServerProcess::start(
             &format!("edge-node ({})", n.profile),

@@ -148,6 +148,7 @@ impl Fuser {
             sampling: Default::default(),
             deadline: None,
             ignore_eos: false,
+            stops: Vec::new(),
         };
         let mut g = engine
             .submit(job)

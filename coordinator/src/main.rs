@@ -344,7 +344,12 @@ async fn demo(
     })
     .await??;
     eprintln!(
-        "starting a coordinator and three edge experts (fantasy, scifi, nature) on loopback..."
+        "starting a coordinator and three edge experts on loopback: fantasy on {} (a Jetson-class node), scifi and nature on {} (Raspberry Pi-class nodes)...",
+        model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        netmoe_coordinator::cluster::SMALL_BOARD_MODEL
     );
     let mut coordinator_args = policy_file
         .map(|p| vec!["--policy-file".to_owned(), p.display().to_string()])

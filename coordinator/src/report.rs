@@ -216,9 +216,10 @@ pub fn nodes_table(nodes: &[v1::NodeStatus]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<20} {:<10} {:<5} {:>7} {:>7} {:>7} {:>9} {:>11} {:>11} {:>7} endpoint",
+        "{:<20} {:<10} {:<22} {:<5} {:>7} {:>7} {:>7} {:>9} {:>11} {:>11} {:>7} endpoint",
         "node",
         "expert",
+        "model (layout)",
         "live",
         "SNR dB",
         "tok/s",
@@ -243,9 +244,12 @@ pub fn nodes_table(nodes: &[v1::NodeStatus]) -> String {
         };
         let _ = writeln!(
             o,
-            "{:<20} {:<10} {:<5} {:>7.2} {:>7.1} {:>3}/{:<3} {:>9} {:>11} {:>11} {:>7} {}",
+            "{:<20} {:<10} {:<22} {:<5} {:>7.2} {:>7.1} {:>3}/{:<3} {:>9} {:>11} {:>11} {:>7} {}",
             info.node_id,
             info.profile.map(|p| p.name).unwrap_or_default(),
+            info.model
+                .map(|m| format!("{} ({})", m.name, m.layout))
+                .unwrap_or_default(),
             n.live,
             n.snr.as_ref().map_or(0.0, |s| s.snr_db),
             n.tokens_per_second,

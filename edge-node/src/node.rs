@@ -142,6 +142,7 @@ fn warm_up(engine: &Engine, tokens: u32) {
         sampling: Default::default(),
         deadline: None,
         ignore_eos: true,
+        stops: Vec::new(),
     };
     let Ok(mut generation) = engine.submit(job) else {
         return;

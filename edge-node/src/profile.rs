@@ -24,8 +24,11 @@ pub const DEFAULT_MAX_TOKENS: u32 = 96;
 /// with the story itself. Base models asked with instructions or labelled
 /// fields ("This part: ...") echo them instead of writing prose, so neither
 /// the whole prompt nor any field name appears.
-pub const NARRATIVE_TEMPLATE: &str =
-    "{persona}\n\nThe following is a short story about {segment}.\n\n";
+///
+/// The persona is not part of it: measured on the 270M base model, genre
+/// prefaces ("From a book of fantasy tales...") turned passages into talk
+/// about books and chapters; `{persona}` stays available to own templates.
+pub const NARRATIVE_TEMPLATE: &str = "The following is a short story about {segment}.\n\n";
 
 /// The system line for chat models when a profile gives none; `{domain}` is
 /// replaced.
@@ -35,7 +38,7 @@ pub const DEFAULT_SYSTEM: &str = "You are a storyteller who writes {domain}. You
 /// and `{context}` are replaced; `{context}` lines are dropped when the
 /// request carries no context.
 pub const DEFAULT_INSTRUCTION: &str =
-    "Write one paragraph of a story about {segment}. Write only the story.";
+    "Write a short paragraph of about 60 words: a story about {segment}. Write only the story.";
 
 /// How a profile wants its prompts laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -185,7 +188,10 @@ impl ExpertProfile {
             }
             (l, None) => l.unwrap_or_default(),
         };
-        for (key, text) in [("template", &raw.template), ("instruction", &raw.instruction)] {
+        for (key, text) in [
+            ("template", &raw.template),
+            ("instruction", &raw.instruction),
+        ] {
             if text.as_ref().is_some_and(|t| !t.contains("{segment}")) {
                 return Err(format!("`{key}` must contain {{segment}}"));
             }
@@ -212,7 +218,10 @@ impl ExpertProfile {
             template: raw.template,
             system: raw.system.map(|s| s.trim().to_owned()),
             instruction: raw.instruction,
-            model: raw.model.map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()),
+            model: raw
+                .model
+                .map(|m| m.trim().to_owned())
+                .filter(|m| !m.is_empty()),
             sampling,
             default_max_tokens,
         })
@@ -243,9 +252,7 @@ impl ExpertProfile {
     /// assert!(prompt.ends_with("a short story about a dragon wakes.\n\n"));
     /// ```
     pub fn render_narrative(&self, segment: &str, _context: &str) -> String {
-        NARRATIVE_TEMPLATE
-            .replace("{persona}", &self.persona)
-            .replace("{segment}", segment)
+        NARRATIVE_TEMPLATE.replace("{segment}", segment)
     }
 
     /// The profile's own template for one segment; `{context}` lines are
@@ -356,7 +363,10 @@ mod tests {
         assert_eq!(p.layout, LayoutChoice::Auto);
         assert_eq!(p.model, None);
         assert!(p.system_prompt().contains("old ships"));
-        assert!(p.render_instruction("a wreck", "", false).contains("about a wreck."));
+        assert!(
+            p.render_instruction("a wreck", "", false)
+                .contains("about a wreck.")
+        );
         let p = ExpertProfile::parse(&format!(
             "{base}model = \"smollm2-135m-instruct\"\nlayout = \"narrative\"\n"
         ))

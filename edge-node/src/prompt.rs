@@ -98,6 +98,27 @@ impl Layout {
         }
     }
 
+    /// Text that ends a passage: turn markers of the common chat formats
+    /// spelled as plain characters, and the opening lines of this layout (a
+    /// model that starts writing its own prompt again has left the story).
+    pub fn stops(&self, profile: &ExpertProfile) -> Vec<String> {
+        let mut stops: Vec<String> = TURN_MARKERS.iter().map(|s| (*s).to_owned()).collect();
+        let opening = match self {
+            Self::Chat(_) => profile.system_prompt(),
+            Self::Narrative => profile.render_narrative("", ""),
+            Self::Template => profile.render_template("", "", false),
+        };
+        for line in opening.lines() {
+            let words: Vec<&str> = line.split_whitespace().take(STOP_WORDS).collect();
+            if words.len() >= 3 {
+                stops.push(words.join(" "));
+            }
+        }
+        stops.sort();
+        stops.dedup();
+        stops
+    }
+
     /// The prompt for one segment.
     pub fn render(
         &self,
@@ -120,6 +141,24 @@ impl Layout {
         }
     }
 }
+
+/// Turn markers of the chat formats in common use (ChatML, Gemma, Llama 3,
+/// Phi), stopped at when a model writes them as text.
+pub const TURN_MARKERS: &[&str] = &[
+    "<|im_start|>",
+    "<|im_end|>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<|start_header_id|>",
+    "<|eot_id|>",
+    "<|end|>",
+    "<|user|>",
+    "<|assistant|>",
+];
+
+/// Words of each template line used as a stop sequence: enough to be
+/// unmistakable, few enough to catch a paraphrased restart.
+const STOP_WORDS: usize = 5;
 
 /// Leading words that ask for a story rather than say what it is about.
 const REQUEST_OPENERS: &[&str] = &[
@@ -155,7 +194,15 @@ const REQUEST_OPENERS: &[&str] = &[
 /// assert_eq!(story_subject("Mira finds a map"), "Mira finds a map");
 /// ```
 pub fn story_subject(segment: &str) -> String {
-    let mut s = segment.trim().trim_end_matches(['.', '!', '?', ';', ',']).trim();
+    // Peer text never carries turn markers into a prompt, even as plain text.
+    let mut cleaned = segment.to_owned();
+    for m in TURN_MARKERS {
+        cleaned = cleaned.replace(m, " ");
+    }
+    let mut s = cleaned
+        .trim()
+        .trim_end_matches(['.', '!', '?', ';', ','])
+        .trim();
     loop {
         let lower = s.to_lowercase();
         match REQUEST_OPENERS.iter().find(|o| lower.starts_with(**o)) {
@@ -167,7 +214,17 @@ pub fn story_subject(segment: &str) -> String {
     let first = words.next().unwrap_or_default();
     let lower_first = matches!(
         first,
-        "A" | "An" | "The" | "Some" | "Two" | "Three" | "One" | "Her" | "His" | "Their" | "Our" | "My"
+        "A" | "An"
+            | "The"
+            | "Some"
+            | "Two"
+            | "Three"
+            | "One"
+            | "Her"
+            | "His"
+            | "Their"
+            | "Our"
+            | "My"
     );
     if lower_first {
         let mut out = first.to_lowercase();
@@ -220,7 +277,9 @@ pub fn split_marked(rendered: &str, values: &[&str]) -> Prompt {
     while let Some(start) = rest.find(MARK) {
         let after = &rest[start + MARK.len_utf8()..];
         let Some(end) = after.find(MARK) else { break };
-        let Ok(i) = after[..end].parse::<usize>() else { break };
+        let Ok(i) = after[..end].parse::<usize>() else {
+            break;
+        };
         if start > 0 {
             pieces.push(Piece {
                 text: rest[..start].to_owned(),

@@ -237,6 +237,7 @@ impl NodeState {
             sampling,
             deadline,
             ignore_eos: req.ignore_eos,
+            stops: self.layout.stops(&self.profile),
         })
     }
 }

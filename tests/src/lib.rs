@@ -25,6 +25,19 @@ pub fn model_path() -> PathBuf {
         .join(netmoe_common::fetch::DEFAULT_MODEL_FILE)
 }
 
+/// The instruction-tuned GGUF the tests run on (SmolLM2 135M Instruct):
+/// `NETMOE_TEST_INSTRUCT_MODEL`, else the cached catalog model.
+pub fn instruct_model_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("NETMOE_TEST_INSTRUCT_MODEL") {
+        return PathBuf::from(p);
+    }
+    netmoe_common::fetch::cache_dir().join("models").join(
+        netmoe_common::fetch::catalog::SMOLLM2_135M_INSTRUCT
+            .main_file()
+            .file,
+    )
+}
+
 /// `RUST_LOG` for the processes under test (`NETMOE_TEST_LOG` overrides).
 pub fn child_log() -> String {
     std::env::var("NETMOE_TEST_LOG")
@@ -44,7 +57,21 @@ fn require_model() -> anyhow::Result<PathBuf> {
 /// Starts `edge-node serve` on 127.0.0.1:0 with the test model, two
 /// threads and the given extra flags.
 pub async fn start_edge_node(extra: &[&str]) -> anyhow::Result<ServerProcess> {
-    let model = require_model()?;
+    start_edge_node_on(require_model()?, extra).await
+}
+
+/// Like [`start_edge_node`], on the instruction-tuned test model.
+pub async fn start_instruct_edge_node(extra: &[&str]) -> anyhow::Result<ServerProcess> {
+    let model = instruct_model_path();
+    anyhow::ensure!(
+        model.exists(),
+        "instruct test model {} is missing: run the README's test command, which fetches it",
+        model.display()
+    );
+    start_edge_node_on(model, extra).await
+}
+
+async fn start_edge_node_on(model: PathBuf, extra: &[&str]) -> anyhow::Result<ServerProcess> {
     let mut args: Vec<OsString> = [
         "serve",
         "--listen",

@@ -25,6 +25,7 @@ fn fixed_nodes() -> Vec<NodeSpec> {
         profile: p.into(),
         snr: s.into(),
         seed: i as u64,
+        model: None,
         extra: Vec::new(),
     })
     .collect()

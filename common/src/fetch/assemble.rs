@@ -283,8 +283,7 @@ impl VerifiedWriter {
             path: with_suffix(dest, ".partial"),
             done: false,
         };
-        let file =
-            File::create(&partial.path).map_err(FetchError::io("create", &partial.path))?;
+        let file = File::create(&partial.path).map_err(FetchError::io("create", &partial.path))?;
         Ok(Self {
             dest: dest.to_owned(),
             expected: expected.clone(),

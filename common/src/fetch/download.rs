@@ -98,11 +98,7 @@ pub(super) fn pip_download(
     ])
     .arg("-d")
     .arg(dest)
-    .args(
-        packages
-            .iter()
-            .map(|p| format!("{p}=={version}")),
-    )
+    .args(packages.iter().map(|p| format!("{p}=={version}")))
     .env("TMPDIR", &scratch)
     .stdin(Stdio::null())
     .stderr(Stdio::piped());

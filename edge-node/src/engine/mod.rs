@@ -9,6 +9,7 @@
 //! queueing without bound.
 
 mod llama;
+mod stops;
 mod utf8;
 mod worker;
 
@@ -114,6 +115,8 @@ pub struct GenerateJob {
     pub deadline: Option<Instant>,
     /// Keep generating through end-of-generation tokens.
     pub ignore_eos: bool,
+    /// Text that ends the generation where it appears; it is not sent.
+    pub stops: Vec<String>,
 }
 
 /// Why a generation ended.

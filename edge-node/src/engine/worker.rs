@@ -16,6 +16,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
+use super::stops::{Seen, StopWatch};
 use super::utf8::Utf8Pieces;
 use super::{
     Admitted, Command, EngineConfig, EngineError, EngineEvent, FinishReason, GenerationStats,
@@ -40,6 +41,7 @@ struct Slot {
     generated: u32,
     text: String,
     utf8: Utf8Pieces,
+    stops: StopWatch,
     admitted: Instant,
     first_token: Option<Instant>,
 }
@@ -197,6 +199,7 @@ impl Worker {
             let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
             let seed = req.job.sampling.seed.unwrap_or_else(rand::random);
             let sampler = req.job.sampling.build(self.model, seed, req.job.ignore_eos);
+            let stops = StopWatch::new(&req.job.stops);
             *slot = Some(Slot {
                 prompt_left: req.tokens.len(),
                 req,
@@ -207,6 +210,7 @@ impl Worker {
                 generated: 0,
                 text: String::new(),
                 utf8: Utf8Pieces::default(),
+                stops,
                 admitted: Instant::now(),
                 first_token: None,
             });
@@ -283,6 +287,10 @@ impl Worker {
                 s.generated += 1;
                 s.last = Some(tok);
                 let piece = s.utf8.push(&vocab.token_to_piece(tok, false, None));
+                let (piece, stopped) = match s.stops.push(&piece) {
+                    Seen::Text(t) => (t, false),
+                    Seen::Stop(t) => (t, true),
+                };
                 if !piece.is_empty() {
                     s.text.push_str(&piece);
                     let _ = s.req.events.send(EngineEvent::Piece {
@@ -290,7 +298,9 @@ impl Worker {
                         tokens: s.generated,
                     });
                 }
-                if s.generated >= s.req.job.max_tokens {
+                if stopped {
+                    Some(FinishReason::Stop)
+                } else if s.generated >= s.req.job.max_tokens {
                     Some(FinishReason::Length)
                 } else if s.pos as u32 >= self.config.ctx_per_slot {
                     Some(FinishReason::ContextFull)
@@ -310,6 +320,11 @@ impl Worker {
     fn finish(&self, mut s: Slot, reason: FinishReason) {
         let now = Instant::now();
         let tail = s.utf8.finish();
+        // Held-back text that never became a stop sequence is released.
+        let tail = match s.stops.push(&tail) {
+            Seen::Text(t) => t + &s.stops.finish(),
+            Seen::Stop(t) => t,
+        };
         if !tail.is_empty() {
             s.text.push_str(&tail);
             let _ = s.req.events.send(EngineEvent::Piece {
