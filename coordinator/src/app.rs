@@ -15,10 +15,10 @@ use netmoe_edge_node::{ExpertProfile, NodeState};
 use tokio::sync::Semaphore;
 
 use crate::analyzer::Analyzer;
-use crate::config::{CoordinatorConfig, JudgeChoice};
+use crate::config::{CoordinatorConfig, GateEmbedderChoice, JudgeChoice};
 use crate::dispatch::Dispatcher;
 use crate::fusion::Fuser;
-use crate::gate::{DEFAULT_GATE_TEMPERATURE, Gate};
+use crate::gate::{DEFAULT_GATE_TEMPERATURE, Embedder, Gate, MINILM_GATE_TEMPERATURE, MiniLm};
 use crate::judge::{HeuristicJudge, Judge, LocalJudge, OpenAiJudge};
 use crate::links::Links;
 use crate::pipeline::{DEFAULT_MAX_CONCURRENT_ASKS, Pipeline, PipelineConfig};
@@ -51,6 +51,9 @@ pub enum BuildError {
     /// The QUIC client endpoint could not start.
     #[error(transparent)]
     Link(#[from] netmoe_common::link::LinkError),
+    /// The gate's embedding model failed to load.
+    #[error(transparent)]
+    MiniLm(#[from] crate::gate::MiniLmError),
     /// The local expert's prompt layout does not fit the model.
     #[error(transparent)]
     Prompt(#[from] netmoe_edge_node::prompt::PromptError),
@@ -72,6 +75,39 @@ pub fn load_analyzer(
     let model = LoadedModel::load(&path, 0)?;
     let analyzer = Analyzer::start(model.model, config.threads)?;
     Ok((model, analyzer))
+}
+
+/// The gate a configuration asks for (blocking: may fetch and load the
+/// embedding model).
+pub fn gate(
+    config: &CoordinatorConfig,
+    analyzer: &Analyzer,
+    progress: bool,
+) -> Result<Gate, BuildError> {
+    Ok(match config.gate_embedder {
+        GateEmbedderChoice::MiniLm => Gate::new(
+            Embedder::MiniLm(load_minilm(&config.cache_dir, progress)?),
+            MINILM_GATE_TEMPERATURE,
+        ),
+        GateEmbedderChoice::Model => {
+            Gate::new(Embedder::Model(analyzer.clone()), DEFAULT_GATE_TEMPERATURE)
+        }
+    })
+}
+
+/// Fetches (once) and loads all-MiniLM-L6-v2 from the cache.
+pub fn load_minilm(cache: &std::path::Path, progress: bool) -> Result<MiniLm, BuildError> {
+    let opts = FetchOptions {
+        progress,
+        ..FetchOptions::default()
+    };
+    let weights = netmoe_common::fetch::fetch_asset(
+        &netmoe_common::fetch::catalog::ALL_MINILM_L6_V2,
+        cache,
+        &opts,
+    )?;
+    let dir = weights.parent().unwrap_or(cache);
+    Ok(MiniLm::load(dir)?)
 }
 
 /// The judge a configuration asks for.
@@ -142,7 +178,7 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
         metrics.clone(),
     )?);
     Ok(Arc::new(Pipeline {
-        gate: Gate::new(analyzer.clone(), DEFAULT_GATE_TEMPERATURE),
+        gate: gate(config, &analyzer, progress)?,
         dispatcher: Dispatcher::new(registry.clone(), Some(local.clone()), links.clone()),
         links,
         metrics,

@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// Model name for --judge-url [default: gpt-4o-mini].
     #[arg(long, env = "NETMOE_JUDGE_MODEL")]
     pub judge_model: Option<String>,
+    /// Gate embeddings: minilm (all-MiniLM-L6-v2 in candle, fetched and
+    /// cached) or model (mean-pooled states of --model) [default: minilm].
+    #[arg(long, env = "NETMOE_GATE_EMBEDDER")]
+    pub gate_embedder: Option<String>,
     /// Segments a prompt is split into at most, 1-8 [default: 4].
     #[arg(long, env = "NETMOE_MAX_SEGMENTS")]
     pub max_segments: Option<u32>,
@@ -142,6 +146,7 @@ struct FileConfig {
     judge: Option<String>,
     judge_url: Option<String>,
     judge_model: Option<String>,
+    gate_embedder: Option<String>,
     max_segments: Option<u32>,
     segment_deadline_ms: Option<u64>,
     fusion: Option<String>,
@@ -156,6 +161,16 @@ struct FileConfig {
     probe_interval_ms: Option<u64>,
     probe_bytes: Option<u64>,
     metrics_listen: Option<SocketAddr>,
+}
+
+/// What embeds texts for the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GateEmbedderChoice {
+    /// all-MiniLM-L6-v2.
+    #[default]
+    MiniLm,
+    /// The coordinator's GGUF.
+    Model,
 }
 
 /// Which judge scores texts.
@@ -193,6 +208,8 @@ pub struct CoordinatorConfig {
     pub learn_online: bool,
     /// Judge.
     pub judge: JudgeChoice,
+    /// Gate embeddings.
+    pub gate_embedder: GateEmbedderChoice,
     /// Default K.
     pub max_segments: u32,
     /// Segment budget.
@@ -269,6 +286,16 @@ impl ServeArgs {
                 ));
             }
         };
+        let gate_embedder = match self.gate_embedder.or(f.gate_embedder).as_deref() {
+            None | Some("minilm") => GateEmbedderChoice::MiniLm,
+            Some("model") => GateEmbedderChoice::Model,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "gate_embedder",
+                    format!("{other:?}: use minilm or model"),
+                ));
+            }
+        };
         let max_segments = self
             .max_segments
             .or(f.max_segments)
@@ -333,6 +360,7 @@ impl ServeArgs {
             policy_file,
             learn_online: self.learn_online.or(f.learn_online).unwrap_or(false),
             judge,
+            gate_embedder,
             max_segments,
             segment_deadline: ms(
                 self.segment_deadline_ms.or(f.segment_deadline_ms),

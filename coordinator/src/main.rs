@@ -142,6 +142,17 @@ enum Command {
     Eval(netmoe_coordinator::rl::EvalArgs),
     /// Run a policy over N simulated nodes: decision cost as N grows.
     Simulate(netmoe_coordinator::rl::SimulateArgs),
+    /// Measure the gate: how often each segment's top expert is its
+    /// labelled domain, on the shipped labelled prompts with six experts
+    /// (three shipped, three user-written profiles), per split.
+    GateEval {
+        /// Embedders to compare: minilm, model (comma-separated).
+        #[arg(long, default_value = "minilm,model", value_delimiter = ',')]
+        embedders: Vec<String>,
+        /// The GGUF for the `model` embedder: a path, URL or catalog name.
+        #[arg(long, default_value = "default")]
+        model: String,
+    },
     /// Measure how well judges rank good texts above corrupted ones on the
     /// shipped labelled set.
     JudgeEval {
@@ -164,6 +175,47 @@ enum Command {
         #[arg(long, default_value = "gpt-4o-mini")]
         judge_model: String,
     },
+}
+
+async fn gate_eval(embedders: Vec<String>, model: String) -> anyhow::Result<()> {
+    use netmoe_coordinator::gate::{self, eval};
+    let set = eval::parse_set(eval::SHIPPED_GATE_SET)?;
+    let experts = eval::experts();
+    let mut reports = Vec::new();
+    for name in &embedders {
+        let config = ServeArgs {
+            model: Some(model.clone()),
+            gate_embedder: Some(name.clone()),
+            ..Default::default()
+        }
+        .resolve()?;
+        let base = tokio::task::spawn_blocking(move || -> anyhow::Result<gate::Gate> {
+            let (_model, analyzer) = app::load_analyzer(&config, true)?;
+            Ok(app::gate(&config, &analyzer, true)?)
+        })
+        .await??;
+        for scoring in [gate::Scoring::Line, gate::Scoring::Subjects] {
+            let g = base.rescored(scoring);
+            let started = std::time::Instant::now();
+            reports.push(eval::evaluate(&g, &set, &experts).await?);
+            eprintln!(
+                "{name} {scoring:?}: {} segments in {:.1} s",
+                set.iter().map(|p| p.segments.len()).sum::<usize>(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    println!(
+        "gate accuracy, top expert = labelled domain, {} experts: {}",
+        experts.len(),
+        experts
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    print!("{}", eval::render(&reports));
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -192,6 +244,7 @@ fn main() -> anyhow::Result<()> {
             let r = c.ask(ask.request(prompt)).await?.into_inner();
             ask.print(&r)
         }),
+        Command::GateEval { embedders, model } => rt.block_on(gate_eval(embedders, model)),
         Command::Nodes { endpoint } => rt.block_on(async {
             let mut c = connect(&endpoint).await?;
             let nodes = c
