@@ -19,7 +19,7 @@ use crate::config::{CoordinatorConfig, GateEmbedderChoice, JudgeChoice};
 use crate::dispatch::Dispatcher;
 use crate::fusion::Fuser;
 use crate::gate::{DEFAULT_GATE_TEMPERATURE, Embedder, Gate, MINILM_GATE_TEMPERATURE, MiniLm};
-use crate::judge::{HeuristicJudge, Judge, LocalJudge, OpenAiJudge};
+use crate::judge::{HeuristicJudge, Judge, LocalJudge, OpenAiJudge, QualityJudge};
 use crate::links::Links;
 use crate::pipeline::{DEFAULT_MAX_CONCURRENT_ASKS, Pipeline, PipelineConfig};
 use crate::policy::{BASELINES, RoutingPolicy, baseline};
@@ -113,6 +113,7 @@ pub fn load_minilm(cache: &std::path::Path, progress: bool) -> Result<MiniLm, Bu
 /// The judge a configuration asks for.
 pub fn judge(choice: &JudgeChoice, analyzer: &Analyzer) -> Box<dyn Judge> {
     match choice {
+        JudgeChoice::Quality => Box::new(QualityJudge::new(analyzer.clone())),
         JudgeChoice::Heuristic => Box::new(HeuristicJudge::new(analyzer.clone())),
         JudgeChoice::Local => Box::new(LocalJudge::new(analyzer.clone())),
         JudgeChoice::OpenAi { url, key, model } => {

@@ -23,7 +23,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50050";
 /// Default routing policy.
 pub const DEFAULT_POLICY: &str = "cost";
 /// Default judge.
-pub const DEFAULT_JUDGE: &str = "heuristic";
+pub const DEFAULT_JUDGE: &str = "quality";
 /// Default shutdown grace period.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
@@ -57,8 +57,8 @@ pub struct ServeArgs {
     /// freezes it) [default: false].
     #[arg(long, env = "NETMOE_LEARN_ONLINE")]
     pub learn_online: Option<bool>,
-    /// Judge: heuristic, local (the paper's prompt on this model), or
-    /// openai (needs --judge-url) [default: heuristic].
+    /// Judge: quality, heuristic (the earlier one), local (the paper's
+    /// prompt on this model), or openai (needs --judge-url) [default: quality].
     #[arg(long, env = "NETMOE_JUDGE")]
     pub judge: Option<String>,
     /// Base URL of an OpenAI-compatible API, e.g. https://api.openai.com/v1.
@@ -176,7 +176,9 @@ pub enum GateEmbedderChoice {
 /// Which judge scores texts.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JudgeChoice {
-    /// The combined-signal default.
+    /// The default: signals of good writing under a fitted logistic model.
+    Quality,
+    /// The earlier combined-signal judge.
     Heuristic,
     /// The paper's prompt on the coordinator's model.
     Local,
@@ -267,6 +269,7 @@ impl ServeArgs {
             .or(f.judge)
             .unwrap_or_else(|| DEFAULT_JUDGE.into());
         let judge = match judge_name.as_str() {
+            "quality" => JudgeChoice::Quality,
             "heuristic" => JudgeChoice::Heuristic,
             "local" => JudgeChoice::Local,
             "openai" => JudgeChoice::OpenAi {
@@ -282,7 +285,7 @@ impl ServeArgs {
             other => {
                 return Err(ConfigError::invalid(
                     "judge",
-                    format!("{other:?}: use heuristic, local or openai"),
+                    format!("{other:?}: use quality, heuristic, local or openai"),
                 ));
             }
         };

@@ -114,7 +114,10 @@ impl Dispatcher {
         futures::future::join_all(futs).await
     }
 
-    async fn run_segment(
+    /// Runs one segment on its ranked candidates (the first that answers,
+    /// at most [`MAX_ATTEMPTS`] tries), so a caller can act on each outcome
+    /// as soon as it is in.
+    pub async fn run_segment(
         &self,
         view: &SegmentView,
         choice: &Choice,

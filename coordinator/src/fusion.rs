@@ -167,7 +167,7 @@ impl Fuser {
     /// about the passage's sentence count; a passage found verbatim in the
     /// story is fully covered without asking the model.
     async fn coverage(&self, passages: &[String], story: &str) -> Result<Vec<f64>, FusionError> {
-        let sentences = split_sentences(story);
+        let sentences = crate::text::sentences(story);
         let mut cache: HashMap<String, Vec<f32>> = HashMap::new();
         let mut out = Vec::with_capacity(passages.len());
         for p in passages {
@@ -176,7 +176,7 @@ impl Fuser {
                 continue;
             }
             let pe = self.analyzer.embed(p).await?;
-            let n = split_sentences(p).len().max(1);
+            let n = crate::text::sentences(p).len().max(1);
             let mut best = 0.0f64;
             for w in windows(&sentences, n) {
                 if !cache.contains_key(&w) {
@@ -199,25 +199,6 @@ fn collapse_blank_lines(s: &str) -> String {
         .join(" ")
 }
 
-fn split_sentences(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for ch in text.chars() {
-        cur.push(ch);
-        if matches!(ch, '.' | '!' | '?') {
-            let t = cur.trim();
-            if !t.is_empty() {
-                out.push(t.to_owned());
-            }
-            cur.clear();
-        }
-    }
-    if !cur.trim().is_empty() {
-        out.push(cur.trim().to_owned());
-    }
-    out
-}
-
 /// Consecutive runs of `n` sentences; exact passages come first.
 fn windows(sentences: &[String], n: usize) -> Vec<String> {
     if sentences.len() <= n {
@@ -232,7 +213,7 @@ mod tests {
 
     #[test]
     fn windows_cover_the_story() {
-        let s = split_sentences("A b. C d! E f? G");
+        let s = crate::text::sentences("A b. C d! E f? G");
         assert_eq!(s, ["A b.", "C d!", "E f?", "G"]);
         assert_eq!(windows(&s, 2), ["A b. C d!", "C d! E f?", "E f? G"]);
         assert_eq!(windows(&s, 9), ["A b. C d! E f? G"]);

@@ -16,6 +16,7 @@
 //! - [`app`]: builds a pipeline from a configuration.
 //! - [`metrics`]: Prometheus metrics (`/metrics`): channels, link probes, segment bytes and seconds.
 //! - [`report`]: the human table and JSON of an answer.
+//! - [`text`]: sentences and words, shared by fusion and the judges.
 //! - [`collect`]: the routing dataset: every segment on every expert, judged.
 //! - [`cluster`]: starting a local cluster of separate processes (the demo).
 //! - [`rl`]: the learned router: dataset, environment, discrete SAC in candle, train/eval/simulate.
@@ -41,3 +42,4 @@ pub mod report;
 pub mod rl;
 pub mod server;
 pub mod service;
+pub mod text;

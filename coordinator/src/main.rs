@@ -142,6 +142,30 @@ enum Command {
     Eval(netmoe_coordinator::rl::EvalArgs),
     /// Run a policy over N simulated nodes: decision cost as N grows.
     Simulate(netmoe_coordinator::rl::SimulateArgs),
+    /// Fit the quality judge's weights on signals dumped by
+    /// `judge-eval --judges quality --split tune --dump FILE`; prints the
+    /// constant for `judge/quality.rs`.
+    JudgeFit {
+        /// The dump.
+        dump: PathBuf,
+        /// L2 penalty.
+        #[arg(long, default_value_t = netmoe_coordinator::judge::fit::DEFAULT_L2)]
+        l2: f64,
+    },
+    /// Judge your own texts: reads JSON lines `{"task": ..., "text": ...}` on
+    /// stdin and prints one JSON line per input with the score and its parts
+    /// (or an `error` for a bad line; the exit code is then 1).
+    Score {
+        /// Judge: quality, heuristic, local or openai.
+        #[arg(long, default_value = "quality")]
+        judge: String,
+        /// The GGUF to judge with: a path, URL or catalog name.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Base URL for the openai judge.
+        #[arg(long, env = "NETMOE_JUDGE_URL")]
+        judge_url: Option<String>,
+    },
     /// Measure the gate: how often each segment's top expert is its
     /// labelled domain, on the shipped labelled prompts with six experts
     /// (three shipped, three user-written profiles), per split.
@@ -153,15 +177,25 @@ enum Command {
         #[arg(long, default_value = "default")]
         model: String,
     },
-    /// Measure how well judges rank good texts above corrupted ones on the
-    /// shipped labelled set.
+    /// Measure how well judges rank better texts above worse ones: good
+    /// against mediocre and corrupted passages and graded expert passages
+    /// (the graded set), per kind, with mean scores and the injection shift.
     JudgeEval {
-        /// Judges to measure: heuristic, local, openai (comma-separated).
-        #[arg(long, default_value = "heuristic,local", value_delimiter = ',')]
+        /// Judges to measure: quality, heuristic, local, openai (comma-separated).
+        #[arg(long, default_value = "quality,heuristic,local", value_delimiter = ',')]
         judges: Vec<String>,
-        /// The labelled set [default: the shipped one].
+        /// A file of good passages in the earlier format (id, task, text,
+        /// topic), paired with their corruptions [default: the graded set].
         #[arg(long)]
         set: Option<PathBuf>,
+        /// Half of the graded set: heldout (reported), tune (the weights were
+        /// fitted on it) or all.
+        #[arg(long, default_value = "heldout")]
+        split: String,
+        /// Write every scored text's signals as JSON lines here (for fitting
+        /// on the tuning half).
+        #[arg(long)]
+        dump: Option<PathBuf>,
         /// The GGUF to judge with: a path, URL or "default".
         #[arg(long, default_value = "default")]
         model: String,
@@ -175,6 +209,55 @@ enum Command {
         #[arg(long, default_value = "gpt-4o-mini")]
         judge_model: String,
     },
+}
+
+async fn score_stdin(
+    judge: String,
+    model: String,
+    judge_url: Option<String>,
+) -> anyhow::Result<()> {
+    use std::io::BufRead as _;
+    let config = ServeArgs {
+        model: Some(model),
+        judge: Some(judge),
+        judge_url,
+        ..Default::default()
+    }
+    .resolve()?;
+    let choice = config.judge.clone();
+    let (_model, analyzer) =
+        tokio::task::spawn_blocking(move || app::load_analyzer(&config, false)).await??;
+    let judge = app::judge(&choice, &analyzer);
+    let stdin = std::io::stdin();
+    let mut failed = 0usize;
+    for (i, line) in stdin.lock().lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let out = match netmoe_coordinator::judge::ScoreRequest::parse(&line) {
+            Ok(req) => match judge
+                .score(netmoe_coordinator::judge::JudgeInput {
+                    task: &req.task,
+                    text: &req.text,
+                })
+                .await
+            {
+                Ok(v) => netmoe_coordinator::judge::verdict_json(judge.name(), &v),
+                Err(e) => serde_json::json!({"line": i + 1, "error": e.to_string()}),
+            },
+            Err(e) => serde_json::json!({"line": i + 1, "error": e}),
+        };
+        if out.get("error").is_some() {
+            failed += 1;
+        }
+        println!("{out}");
+    }
+    if failed > 0 {
+        eprintln!("{failed} line(s) could not be scored");
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn gate_eval(embedders: Vec<String>, model: String) -> anyhow::Result<()> {
@@ -244,6 +327,25 @@ fn main() -> anyhow::Result<()> {
             let r = c.ask(ask.request(prompt)).await?.into_inner();
             ask.print(&r)
         }),
+        Command::JudgeFit { dump, l2 } => {
+            use netmoe_coordinator::judge::fit;
+            let rows = fit::rows_from_dump(&std::fs::read_to_string(&dump)?)
+                .map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                !rows.is_empty(),
+                "no quality-judge rows in {}",
+                dump.display()
+            );
+            let model = fit::fit(&rows, l2, fit::DEFAULT_STEPS);
+            eprintln!("fitted on {} pairs", rows.len());
+            print!("{}", fit::render(&model));
+            Ok(())
+        }
+        Command::Score {
+            judge,
+            model,
+            judge_url,
+        } => rt.block_on(score_stdin(judge, model, judge_url)),
         Command::GateEval { embedders, model } => rt.block_on(gate_eval(embedders, model)),
         Command::Nodes { endpoint } => rt.block_on(async {
             let mut c = connect(&endpoint).await?;
@@ -313,6 +415,8 @@ fn main() -> anyhow::Result<()> {
         Command::JudgeEval {
             judges,
             set,
+            split,
+            dump,
             model,
             judge_url,
             judge_key,
@@ -320,6 +424,8 @@ fn main() -> anyhow::Result<()> {
         } => rt.block_on(judge_eval(
             judges,
             set,
+            split,
+            dump,
             model,
             judge_url,
             judge_key,
@@ -448,9 +554,12 @@ async fn demo(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn judge_eval(
     judges: Vec<String>,
     set: Option<PathBuf>,
+    split: String,
+    dump: Option<PathBuf>,
     model: String,
     judge_url: Option<String>,
     judge_key: Option<String>,
@@ -462,10 +571,11 @@ async fn judge_eval(
             p.display().to_string(),
         ),
         None => (
-            netmoe_coordinator::judge::shipped_judge_set()?,
-            "shipped".to_owned(),
+            netmoe_coordinator::judge::graded::graded_pairs(&split)?,
+            format!("graded, {split}"),
         ),
     };
+    let mut dump = dump.map(std::fs::File::create).transpose()?;
     let config = ServeArgs {
         model: Some(model),
         ..Default::default()
@@ -474,11 +584,12 @@ async fn judge_eval(
     let (_model, analyzer) =
         tokio::task::spawn_blocking(move || app::load_analyzer(&config, true)).await??;
     println!(
-        "labelled set {source}: {} (good, corrupted) pairs",
+        "labelled set {source}: {} (better, worse) pairs",
         pairs.len()
     );
     for name in judges {
         let choice = match name.as_str() {
+            "quality" => JudgeChoice::Quality,
             "heuristic" => JudgeChoice::Heuristic,
             "local" => JudgeChoice::Local,
             "openai" => JudgeChoice::OpenAi {
@@ -488,7 +599,9 @@ async fn judge_eval(
                 key: judge_key.clone(),
                 model: judge_model.clone(),
             },
-            other => anyhow::bail!("unknown judge {other:?}: use heuristic, local or openai"),
+            other => {
+                anyhow::bail!("unknown judge {other:?}: use quality, heuristic, local or openai")
+            }
         };
         let judge = app::judge(&choice, &analyzer);
         let started = std::time::Instant::now();
@@ -499,6 +612,35 @@ async fn judge_eval(
             started.elapsed().as_secs_f64()
         );
         print!("{}", report.table());
+        print!(
+            "{}",
+            netmoe_coordinator::judge::graded::grade_summary(&report)
+        );
+        if set.is_none() {
+            let shift =
+                netmoe_coordinator::judge::graded::injection_shift(judge.as_ref(), &split).await?;
+            println!(
+                "injection shift (score with an injected line - without), {} passages: mean {:+.2}, max {:+.2}",
+                shift.len(),
+                shift.iter().sum::<f64>() / shift.len().max(1) as f64,
+                shift.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            );
+        }
+        if let Some(f) = dump.as_mut() {
+            use std::io::Write as _;
+            for (task, kind, better, v) in &report.verdicts {
+                let parts: serde_json::Map<String, serde_json::Value> = v
+                    .parts
+                    .iter()
+                    .map(|(k, x)| ((*k).to_owned(), (*x).into()))
+                    .collect();
+                writeln!(
+                    f,
+                    "{}",
+                    serde_json::json!({"judge": judge.name(), "task": task, "kind": kind, "better": better, "score": v.score, "parts": parts})
+                )?;
+            }
+        }
     }
     Ok(())
 }

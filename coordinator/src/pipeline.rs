@@ -319,7 +319,41 @@ impl Pipeline {
                 transport,
             })
             .collect();
-        let outcomes = self.dispatcher.run_all(&views, &choices, &jobs).await;
+        // Each passage is judged as soon as its segment is in, while slower
+        // segments are still generating: judging is off the critical path
+        // except for the last passage.
+        let judge_time = std::sync::Mutex::new(Duration::ZERO);
+        let per_segment =
+            views
+                .iter()
+                .zip(&choices)
+                .zip(&jobs)
+                .zip(&segments)
+                .map(|(((v, c), j), s)| {
+                    let judge_time = &judge_time;
+                    async move {
+                        let o = self.dispatcher.run_segment(v, c, j).await;
+                        if o.error.is_some() {
+                            return Ok((o, 0.0));
+                        }
+                        let t = Instant::now();
+                        let score = self
+                            .judge
+                            .score(JudgeInput {
+                                task: s,
+                                text: &o.text,
+                            })
+                            .await?
+                            .score;
+                        *judge_time.lock().expect("judge time") += t.elapsed();
+                        Ok::<_, AskError>((o, score))
+                    }
+                });
+        let judged = futures::future::join_all(per_segment)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        let (outcomes, scores): (Vec<SegmentOutcome>, Vec<f64>) = judged.into_iter().unzip();
         let t_dispatch = t2.elapsed();
         if outcomes.iter().all(|o| o.error.is_some()) {
             let errs: Vec<_> = outcomes.iter().filter_map(|o| o.error.clone()).collect();
@@ -336,32 +370,23 @@ impl Pipeline {
         let fused = self.fuser.fuse(&prompt, &passages).await?;
         let t_fusion = t3.elapsed();
 
-        // Judge every passage against its segment, and the story.
+        // The story: a stitched story is its passages, already judged, so its
+        // score is their mean weighted by words; a story the model rewrote is
+        // judged again as a whole.
         let t4 = Instant::now();
-        let mut scores = Vec::with_capacity(outcomes.len());
-        for (o, s) in outcomes.iter().zip(&segments) {
-            let score = if o.error.is_some() {
-                0.0
-            } else {
+        let story_score = match self.fuser.mode() {
+            crate::fusion::FusionMode::Stitch => word_weighted(&outcomes, &scores),
+            crate::fusion::FusionMode::Model => {
                 self.judge
                     .score(JudgeInput {
-                        task: s,
-                        text: &o.text,
+                        task: &prompt,
+                        text: &fused.text,
                     })
                     .await?
                     .score
-            };
-            scores.push(score);
-        }
-        let story_score = self
-            .judge
-            .score(JudgeInput {
-                task: &prompt,
-                text: &fused.text,
-            })
-            .await?
-            .score;
-        let t_judge = t4.elapsed();
+            }
+        };
+        let t_judge = *judge_time.lock().expect("judge time") + t4.elapsed();
 
         // Account.
         let reports: Vec<v1::SegmentReport> = views
@@ -526,6 +551,30 @@ impl Pipeline {
             paced_s: fin.paced_seconds,
         }
     }
+}
+
+/// Mean of the answered segments' scores weighted by their words (0 when
+/// none answered).
+///
+/// ```
+/// # use netmoe_coordinator::pipeline::word_weighted;
+/// # use netmoe_coordinator::dispatch::SegmentOutcome;
+/// let mut a = SegmentOutcome::default();
+/// a.text = "one two three".into();
+/// let mut b = SegmentOutcome::default();
+/// b.text = "four".into();
+/// assert_eq!(word_weighted(&[a, b], &[8.0, 4.0]), 7.0);
+/// ```
+pub fn word_weighted(outcomes: &[SegmentOutcome], scores: &[f64]) -> f64 {
+    let (mut sum, mut words) = (0.0, 0.0);
+    for (o, s) in outcomes.iter().zip(scores) {
+        if o.error.is_none() {
+            let w = o.text.split_whitespace().count() as f64;
+            sum += w * s;
+            words += w;
+        }
+    }
+    if words > 0.0 { sum / words } else { 0.0 }
 }
 
 /// Sums of the per-segment costs.

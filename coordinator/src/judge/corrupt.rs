@@ -12,6 +12,9 @@ use std::fmt;
 pub enum CorruptionKind {
     /// The words of the passage in random order.
     Shuffled,
+    /// The passage's sentences in another order (each sentence intact): it
+    /// reads fluently line by line but no longer tells a story in order.
+    SentenceOrder,
     /// The first sentence, or a short phrase of the passage, repeated to
     /// about the passage's length: the loop a small greedy decoder falls into.
     Looping,
@@ -25,8 +28,9 @@ pub enum CorruptionKind {
 
 impl CorruptionKind {
     /// Every kind, in table order.
-    pub const ALL: [CorruptionKind; 5] = [
+    pub const ALL: [CorruptionKind; 6] = [
         CorruptionKind::Shuffled,
+        CorruptionKind::SentenceOrder,
         CorruptionKind::Looping,
         CorruptionKind::OffTopic,
         CorruptionKind::Truncated,
@@ -37,6 +41,7 @@ impl CorruptionKind {
     pub fn as_str(self) -> &'static str {
         match self {
             CorruptionKind::Shuffled => "shuffled",
+            CorruptionKind::SentenceOrder => "sentence_order",
             CorruptionKind::Looping => "looping",
             CorruptionKind::OffTopic => "off_topic",
             CorruptionKind::Truncated => "truncated",
@@ -110,6 +115,35 @@ pub fn shuffled(text: &str, seed: u64) -> String {
         words.swap(i, rng.below(i + 1));
     }
     words.join(" ")
+}
+
+/// The passage's sentences in a seeded order that differs from the
+/// original (the first sentence never stays first, so the opening moves);
+/// a passage of one sentence is returned as it is.
+///
+/// ```
+/// # use netmoe_coordinator::judge::corrupt::sentence_order;
+/// let s = sentence_order("A b. C d. E f.", 3);
+/// assert_ne!(s, "A b. C d. E f.");
+/// assert!(s.contains("A b.") && s.contains("C d.") && s.contains("E f."));
+/// ```
+pub fn sentence_order(text: &str, seed: u64) -> String {
+    let sentences = crate::text::sentences(text);
+    if sentences.len() < 2 {
+        return text.to_owned();
+    }
+    let mut order: Vec<usize> = (0..sentences.len()).collect();
+    let mut rng = SplitMix64::new(seed);
+    while order[0] == 0 {
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+    }
+    order
+        .iter()
+        .map(|&i| sentences[i].as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A loop about as long as the passage: with even seeds its first sentence

@@ -42,10 +42,11 @@ pub struct JudgePair {
     pub task: String,
     /// The good passage.
     pub good: String,
-    /// The corrupted text.
+    /// The worse text (corrupted, mediocre, or a worse-graded passage).
     pub corrupted: String,
-    /// How it was corrupted.
-    pub kind: CorruptionKind,
+    /// What makes it worse: a [`CorruptionKind`] name, a kind of mediocre
+    /// writing, or `expert`.
+    pub kind: String,
 }
 
 /// Why the set could not be loaded.
@@ -115,26 +116,38 @@ pub fn make_pairs(passages: &[Passage], seed: u64) -> Result<Vec<JudgePair>, Dat
                 p.topic
             )));
         }
-        for kind in CorruptionKind::ALL {
-            let corrupted = match kind {
-                CorruptionKind::Shuffled => corrupt::shuffled(&p.text, s),
-                CorruptionKind::Looping => corrupt::looping(&p.text, s),
-                CorruptionKind::OffTopic => {
-                    others[SplitMix64::new(s).below(others.len())].text.clone()
-                }
-                CorruptionKind::Truncated => corrupt::truncated(&p.text),
-                CorruptionKind::Empty => String::new(),
-            };
+        for (kind, corrupted) in corruptions(&p.text, &others, s) {
             pairs.push(JudgePair {
                 id: p.id.clone(),
                 task: p.task.clone(),
                 good: p.text.clone(),
                 corrupted,
-                kind,
+                kind: kind.as_str().into(),
             });
         }
     }
     Ok(pairs)
+}
+
+/// Every [`CorruptionKind`] of `text`, seeded by `seed`; off-topic texts
+/// come from `others` (passages of other topics, at least one).
+pub fn corruptions(text: &str, others: &[&Passage], seed: u64) -> Vec<(CorruptionKind, String)> {
+    CorruptionKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let t = match kind {
+                CorruptionKind::Shuffled => corrupt::shuffled(text, seed),
+                CorruptionKind::SentenceOrder => corrupt::sentence_order(text, seed),
+                CorruptionKind::Looping => corrupt::looping(text, seed),
+                CorruptionKind::OffTopic => others[SplitMix64::new(seed).below(others.len())]
+                    .text
+                    .clone(),
+                CorruptionKind::Truncated => corrupt::truncated(text),
+                CorruptionKind::Empty => String::new(),
+            };
+            (kind, t)
+        })
+        .collect()
 }
 
 /// Loads a JSONL set from `path` and derives its pairs with
@@ -180,7 +193,7 @@ mod tests {
         assert_eq!(a.len(), passages.len() * CorruptionKind::ALL.len());
         for pair in &a {
             assert_ne!(pair.good, pair.corrupted, "{} {}", pair.id, pair.kind);
-            if pair.kind == CorruptionKind::OffTopic {
+            if pair.kind == CorruptionKind::OffTopic.as_str() {
                 let own = passages.iter().find(|p| p.id == pair.id).unwrap();
                 let other = passages.iter().find(|p| p.text == pair.corrupted).unwrap();
                 assert_ne!(own.topic, other.topic);

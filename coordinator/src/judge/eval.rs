@@ -1,11 +1,11 @@
-//! How well a judge separates good from corrupted text: the fraction of
-//! labelled pairs it ranks the right way round, overall and per corruption.
+//! How well a judge separates good from worse text: the fraction of labelled
+//! pairs it ranks the right way round, overall and per kind (a corruption,
+//! a kind of mediocre writing, graded expert passages), and the mean scores.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use super::corrupt::CorruptionKind;
 use super::dataset::JudgePair;
 use super::{Judge, JudgeError, JudgeInput};
 
@@ -58,11 +58,14 @@ pub struct AccuracyReport {
     pub judge: String,
     /// All pairs.
     pub overall: GroupStats,
-    /// One row per corruption kind present, in [`CorruptionKind::ALL`] order.
-    pub per_kind: Vec<(CorruptionKind, GroupStats)>,
+    /// One row per kind present, in order of first appearance.
+    pub per_kind: Vec<(String, GroupStats)>,
     /// `(pair id, kind, good score, corrupted score)` of each pair ranked
     /// wrongly, to see what a judge misses.
-    pub misses: Vec<(String, CorruptionKind, f64, f64)>,
+    pub misses: Vec<(String, String, f64, f64)>,
+    /// Every distinct text's verdict: `(task, kind of its first pair, better
+    /// side?, verdict)`, for fitting on a tuning split and for dumps.
+    pub verdicts: Vec<(String, String, bool, super::Verdict)>,
     /// Distinct texts scored (identical `(task, text)` inputs are scored once).
     pub texts_scored: usize,
     /// Wall time of the scoring.
@@ -76,13 +79,13 @@ impl AccuracyReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<12} {:>5} {:>8} {:>9} {:>9}",
-            "corruption", "pairs", "accuracy", "mean good", "mean bad"
+            "{:<16} {:>5} {:>8} {:>10} {:>10}",
+            "kind", "pairs", "accuracy", "mean good", "mean worse"
         );
         let mut row = |name: &str, s: &GroupStats| {
             let _ = writeln!(
                 out,
-                "{:<12} {:>5} {:>7.1}% {:>9.2} {:>9.2}",
+                "{:<16} {:>5} {:>7.1}% {:>10.2} {:>10.2}",
                 name,
                 s.pairs,
                 100.0 * s.accuracy(),
@@ -91,7 +94,7 @@ impl AccuracyReport {
             );
         };
         for (kind, s) in &self.per_kind {
-            row(kind.as_str(), s);
+            row(kind, s);
         }
         row("overall", &self.overall);
         let _ = writeln!(
@@ -118,8 +121,9 @@ pub async fn pairwise_accuracy(
 ) -> Result<AccuracyReport, JudgeError> {
     let started = Instant::now();
     let mut cache: HashMap<(&str, &str), f64> = HashMap::new();
-    let mut scored: Vec<(CorruptionKind, f64, f64)> = Vec::with_capacity(pairs.len());
+    let mut scored: Vec<(&str, f64, f64)> = Vec::with_capacity(pairs.len());
     let mut misses = Vec::new();
+    let mut verdicts = Vec::new();
     for p in pairs {
         let mut pair_scores = [0.0; 2];
         for (slot, text) in [p.good.as_str(), p.corrupted.as_str()]
@@ -130,13 +134,14 @@ pub async fn pairwise_accuracy(
             pair_scores[slot] = match cache.get(&key) {
                 Some(s) => *s,
                 None => {
-                    let s = judge
+                    let v = judge
                         .score(JudgeInput {
                             task: &p.task,
                             text,
                         })
-                        .await?
-                        .score;
+                        .await?;
+                    let s = v.score;
+                    verdicts.push((p.task.clone(), p.kind.clone(), slot == 0, v));
                     cache.insert(key, s);
                     s
                 }
@@ -144,20 +149,26 @@ pub async fn pairwise_accuracy(
         }
         let [g, c] = pair_scores;
         if g <= c {
-            misses.push((p.id.clone(), p.kind, g, c));
+            misses.push((p.id.clone(), p.kind.clone(), g, c));
         }
-        scored.push((p.kind, g, c));
+        scored.push((p.kind.as_str(), g, c));
     }
     let all: Vec<(f64, f64)> = scored.iter().map(|(_, g, c)| (*g, *c)).collect();
-    let per_kind = CorruptionKind::ALL
+    let mut kinds: Vec<&str> = Vec::new();
+    for (k, ..) in &scored {
+        if !kinds.contains(k) {
+            kinds.push(k);
+        }
+    }
+    let per_kind = kinds
         .into_iter()
-        .filter_map(|k| {
+        .map(|k| {
             let s: Vec<(f64, f64)> = scored
                 .iter()
                 .filter(|(kk, ..)| *kk == k)
                 .map(|(_, g, c)| (*g, *c))
                 .collect();
-            (!s.is_empty()).then(|| (k, GroupStats::from_scores(&s)))
+            (k.to_owned(), GroupStats::from_scores(&s))
         })
         .collect();
     Ok(AccuracyReport {
@@ -165,6 +176,7 @@ pub async fn pairwise_accuracy(
         overall: GroupStats::from_scores(&all),
         per_kind,
         misses,
+        verdicts,
         texts_scored: cache.len(),
         elapsed: started.elapsed(),
     })
@@ -175,7 +187,7 @@ mod tests {
     use futures::future::BoxFuture;
 
     use super::*;
-    use crate::judge::Verdict;
+    use crate::judge::{CorruptionKind, Verdict};
 
     /// Scores a text by its length in words, capped at 10.
     struct WordCount;
@@ -204,7 +216,7 @@ mod tests {
             task: "t".into(),
             good: good.into(),
             corrupted: bad.into(),
-            kind,
+            kind: kind.as_str().into(),
         }
     }
 
@@ -221,12 +233,7 @@ mod tests {
         assert_eq!(r.overall.correct, 2);
         assert_eq!(r.overall.accuracy(), 0.5);
         assert_eq!(r.per_kind.len(), 3);
-        let trunc = r
-            .per_kind
-            .iter()
-            .find(|(k, _)| *k == CorruptionKind::Truncated)
-            .unwrap()
-            .1;
+        let trunc = r.per_kind.iter().find(|(k, _)| k == "truncated").unwrap().1;
         assert_eq!((trunc.pairs, trunc.correct), (2, 1));
         assert_eq!(trunc.mean_good, 2.0);
         assert_eq!(r.misses.len(), 2);

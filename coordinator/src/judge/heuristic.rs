@@ -149,7 +149,7 @@ pub fn ends_sentence(text: &str) -> bool {
 }
 
 /// The first `n` whitespace-separated words of `text`, joined by spaces.
-fn first_words(text: &str, n: usize) -> String {
+pub fn first_words(text: &str, n: usize) -> String {
     text.split_whitespace()
         .take(n)
         .collect::<Vec<_>>()

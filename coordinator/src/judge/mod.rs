@@ -3,13 +3,19 @@
 //! judge reading the score distribution from logits, and any
 //! OpenAI-compatible chat endpoint.
 //!
-//! - [`heuristic`]: the default judge (fluency, repetition, length, ending,
-//!   relevance from the coordinator's model).
+//! - [`quality`]: the default judge: model and lexical signals of good
+//!   writing, weighed by a logistic model fitted on the tuning half of the
+//!   graded set.
+//! - [`fit`]: fitting the quality judge's weights on the tuning half.
+//! - [`style`]: the lexical signals (redundancy, vagueness, fillers, echo).
+//! - [`heuristic`]: the earlier judge (fluency, repetition, length, ending,
+//!   relevance), kept for comparison.
 //! - [`local`]: the paper's prompt on the coordinator's GGUF, score read from logits.
 //! - [`openai`]: the paper's prompt on an OpenAI-compatible `/chat/completions`.
 //! - [`digits`]: the expected score over score tokens, shared by the two above.
-//! - [`dataset`] and [`corrupt`]: the labelled set, good passages and their
-//!   seeded corruptions.
+//! - [`dataset`] and [`corrupt`]: good passages and their seeded corruptions.
+//! - [`graded`]: the graded set (good, mediocre, expert-written; tune and
+//!   held-out halves) and injection lines.
 //! - [`eval`]: pairwise accuracy of a judge on that set.
 
 use futures::future::BoxFuture;
@@ -18,9 +24,13 @@ pub mod corrupt;
 pub mod dataset;
 pub mod digits;
 pub mod eval;
+pub mod fit;
+pub mod graded;
 pub mod heuristic;
 pub mod local;
 pub mod openai;
+pub mod quality;
+pub mod style;
 
 pub use corrupt::CorruptionKind;
 pub use dataset::{DatasetError, JudgePair, load_judge_set, shipped_judge_set};
@@ -28,6 +38,7 @@ pub use eval::{AccuracyReport, pairwise_accuracy};
 pub use heuristic::HeuristicJudge;
 pub use local::LocalJudge;
 pub use openai::OpenAiJudge;
+pub use quality::QualityJudge;
 
 /// The paper's judging prompt (after Chen et al., arXiv 2304.00723).
 pub const PAPER_PROMPT: &str = "Score the following story on a continual scale from 0 (worst) to 10 (best), where a score of 0 means \"The story makes no sense and is totally not understandable\" and a score of 10 means \"The story is perfect-written and highly consistent\".";
@@ -62,6 +73,49 @@ pub enum JudgeError {
     /// A local judge produced no usable score.
     #[error("judge gave no score: {0}")]
     NoScore(String),
+}
+
+/// Longest input line `coordinator score` accepts, in bytes.
+pub const MAX_SCORE_LINE_BYTES: usize = 64 * 1024;
+
+/// One line of `coordinator score` input.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreRequest {
+    /// What the text was asked to be about (may be empty).
+    #[serde(default)]
+    pub task: String,
+    /// The text to score.
+    pub text: String,
+}
+
+impl ScoreRequest {
+    /// Parses one JSON line; the error says what is wrong.
+    ///
+    /// ```
+    /// # use netmoe_coordinator::judge::ScoreRequest;
+    /// assert_eq!(ScoreRequest::parse(r#"{"text": "Hi."}"#).unwrap().task, "");
+    /// assert!(ScoreRequest::parse(r#"{"task": "x"}"#).unwrap_err().contains("text"));
+    /// ```
+    pub fn parse(line: &str) -> Result<Self, String> {
+        if line.len() > MAX_SCORE_LINE_BYTES {
+            return Err(format!(
+                "line is {} bytes; the limit is {MAX_SCORE_LINE_BYTES}",
+                line.len()
+            ));
+        }
+        serde_json::from_str(line).map_err(|e| format!("not a {{\"task\", \"text\"}} object: {e}"))
+    }
+}
+
+/// A verdict as one JSON object: judge, score and every named part.
+pub fn verdict_json(judge: &str, v: &Verdict) -> serde_json::Value {
+    let parts: serde_json::Map<String, serde_json::Value> = v
+        .parts
+        .iter()
+        .map(|(k, x)| ((*k).to_owned(), (*x).into()))
+        .collect();
+    serde_json::json!({"judge": judge, "score": v.score, "parts": parts})
 }
 
 /// A text judge.

@@ -1,0 +1,248 @@
+//! Cheap lexical signals of how a passage is written, computed from the text
+//! alone: redundancy, vague and filler wording, talk about the story instead
+//! of telling it, copying of the task, and concreteness (names, numbers).
+//! The quality judge ([`super::quality`]) weighs them with the model's
+//! signals.
+
+use crate::text::{sentences, words};
+
+/// Function words left out of content-word counts.
+const STOPWORDS: &[&str] = &[
+    "the", "a", "an", "and", "or", "but", "so", "of", "to", "in", "on", "at", "for", "with",
+    "from", "by", "as", "is", "was", "were", "are", "be", "been", "it", "its", "he", "she", "they",
+    "his", "her", "their", "him", "them", "i", "you", "we", "my", "me", "our", "that", "this",
+    "these", "those", "there", "then", "had", "has", "have", "not", "no", "into", "out", "up",
+    "down", "over", "all", "one", "would", "could", "will", "did", "do", "what", "when", "who",
+    "which", "where", "if", "just", "than", "very", "more",
+];
+
+/// Words that say little: generic nouns, intensifiers, hedges.
+const VAGUE: &[&str] = &[
+    "thing",
+    "things",
+    "something",
+    "somehow",
+    "someone",
+    "somewhere",
+    "stuff",
+    "very",
+    "really",
+    "nice",
+    "interesting",
+    "good",
+    "bad",
+    "great",
+    "lot",
+    "lots",
+    "kind",
+    "sort",
+    "way",
+    "certain",
+    "various",
+    "many",
+    "some",
+    "quite",
+    "pretty",
+    "special",
+    "important",
+    "different",
+    "whatever",
+    "everything",
+    "anything",
+    "feeling",
+    "feelings",
+    "situation",
+];
+
+/// Filler phrases of rambling speech (matched on lower-cased text with
+/// single spaces).
+const FILLERS: &[&str] = &[
+    "you know",
+    "i mean",
+    "sort of",
+    "kind of",
+    "or something",
+    "anyway",
+    "basically",
+    "like,",
+    "and so",
+    "and then",
+    "or whatever",
+    "i guess",
+    "so yeah",
+    "well,",
+    "actually",
+    "to be honest",
+    "if you think about it",
+];
+
+/// Phrases that talk about the text rather than tell it, and prompt-template
+/// labels.
+const META: &[&str] = &[
+    "this story",
+    "the story",
+    "in this story",
+    "story is about",
+    "the tale",
+    "this tale",
+    "this part",
+    "the whole tale",
+    "the task",
+    "the prompt",
+    "this passage",
+    "the passage",
+    "the following",
+    "the chapter",
+    "this chapter",
+];
+
+/// What [`measure`] reads off a text.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Style {
+    /// Share of content words that repeat an earlier content word.
+    pub content_repeat: f64,
+    /// Share of sentences whose first two words open another sentence too.
+    pub opening_repeat: f64,
+    /// Vague words per word.
+    pub vague: f64,
+    /// Filler phrases per word.
+    pub filler: f64,
+    /// Meta phrases per sentence.
+    pub meta: f64,
+    /// Share of the text's word 3-grams that occur in the task.
+    pub task_copy: f64,
+    /// Capitalised words inside sentences and numbers, per word.
+    pub names: f64,
+    /// Mean words per sentence.
+    pub sentence_words: f64,
+}
+
+/// Counts non-overlapping occurrences of `phrase` in `hay`.
+fn count(hay: &str, phrase: &str) -> usize {
+    hay.matches(phrase).count()
+}
+
+/// The lexical signals of `text` written for `task`.
+///
+/// ```
+/// # use netmoe_coordinator::judge::style::measure;
+/// let s = measure("Write about a fox.", "This story is about a fox. The story is very nice. Things happen.");
+/// assert!(s.meta > 0.5 && s.vague > 0.1 && s.names == 0.0);
+/// let t = measure("Write about a fox.", "Mira found the fox at dawn near Elm Creek.");
+/// assert!(t.names > 0.1 && t.meta == 0.0);
+/// ```
+pub fn measure(task: &str, text: &str) -> Style {
+    let w = words(text);
+    let n = w.len().max(1) as f64;
+    let content: Vec<&String> = w
+        .iter()
+        .filter(|x| x.len() >= 3 && !STOPWORDS.contains(&x.as_str()))
+        .collect();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut repeats = 0usize;
+    for c in &content {
+        // A crude stem: plural and -ed/-ing forms count as the same word.
+        let stem = c
+            .trim_end_matches("ing")
+            .trim_end_matches("ed")
+            .trim_end_matches('s');
+        if seen.contains(&stem) {
+            repeats += 1;
+        } else {
+            seen.push(stem);
+        }
+    }
+    let sents = sentences(text);
+    let openings: Vec<String> = sents
+        .iter()
+        .map(|s| words(s).into_iter().take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    let opening_repeat = if sents.len() < 2 {
+        0.0
+    } else {
+        openings
+            .iter()
+            .enumerate()
+            .filter(|(i, o)| {
+                !o.is_empty() && openings.iter().enumerate().any(|(j, p)| j != *i && p == *o)
+            })
+            .count() as f64
+            / sents.len() as f64
+    };
+    let lower = w.join(" ");
+    let raw_lower = text
+        .to_lowercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let filler = FILLERS.iter().map(|f| count(&raw_lower, f)).sum::<usize>() as f64 / n;
+    let meta =
+        META.iter().map(|m| count(&lower, m)).sum::<usize>() as f64 / sents.len().max(1) as f64;
+    let vague = w.iter().filter(|x| VAGUE.contains(&x.as_str())).count() as f64 / n;
+    let tw = words(task);
+    let task_grams: Vec<&[String]> = tw.windows(3).collect();
+    let grams: Vec<&[String]> = w.windows(3).collect();
+    let task_copy = if grams.is_empty() {
+        0.0
+    } else {
+        grams.iter().filter(|g| task_grams.contains(g)).count() as f64 / grams.len() as f64
+    };
+    let mut names = 0usize;
+    for s in &sents {
+        for (i, tok) in s.split_whitespace().enumerate() {
+            let t = tok.trim_matches(|c: char| !c.is_alphanumeric());
+            let starts_upper = t.chars().next().is_some_and(char::is_uppercase);
+            if (i > 0 && starts_upper && t != "I") || t.chars().any(|c| c.is_ascii_digit()) {
+                names += 1;
+            }
+        }
+    }
+    Style {
+        content_repeat: repeats as f64 / content.len().max(1) as f64,
+        opening_repeat,
+        vague,
+        filler,
+        meta,
+        task_copy,
+        names: names as f64 / n,
+        sentence_words: n / sents.len().max(1) as f64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repetition_and_openings_are_seen() {
+        let rep = measure(
+            "",
+            "The house was old. The house was dark. The house was old and dark and the house was quiet.",
+        );
+        let fresh = measure(
+            "",
+            "Mira pushed the gate open. Rain had softened the path, and a heron lifted off the pond.",
+        );
+        assert!(
+            rep.content_repeat > fresh.content_repeat + 0.3,
+            "{rep:?} {fresh:?}"
+        );
+        assert!(rep.opening_repeat == 1.0 && fresh.opening_repeat == 0.0);
+    }
+
+    #[test]
+    fn task_copying_and_fillers_are_seen() {
+        let task = "Write a story about a young knight who must face a dragon.";
+        let echo = measure(
+            task,
+            "A young knight who must face a dragon. The knight who must face a dragon is young.",
+        );
+        assert!(echo.task_copy > 0.4, "{echo:?}");
+        let ramble = measure(
+            task,
+            "So, you know, the knight, I mean, he sort of went, anyway, and then he kind of left.",
+        );
+        assert!(ramble.filler > 0.2, "{ramble:?}");
+        assert_eq!(measure(task, "").task_copy, 0.0);
+    }
+}
