@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         let spec = ClusterSpec {
             model,
+            coordinator_model: netmoe_coordinator::config::DEFAULT_COORDINATOR_MODEL.into(),
             nodes: demo_nodes(),
             node_threads: 1,
             coordinator_threads: 2,

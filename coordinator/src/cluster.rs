@@ -263,8 +263,10 @@ pub struct Cluster {
 /// How to start a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
-    /// The GGUF every process loads.
+    /// The GGUF of the nodes that name no model of their own.
     pub model: PathBuf,
+    /// The coordinator's GGUF (a path or a catalog name).
+    pub coordinator_model: String,
     /// The edge nodes.
     pub nodes: Vec<NodeSpec>,
     /// llama.cpp threads of each node.
@@ -297,7 +299,7 @@ impl Cluster {
             "--threads".into(),
             spec.coordinator_threads.to_string().into(),
         ]);
-        args.extend(["--model".into(), spec.model.clone().into_os_string()]);
+        args.extend(["--model".into(), spec.coordinator_model.clone().into()]);
         args.extend(spec.coordinator_args.iter().map(OsString::from));
         let coordinator =
             ServerProcess::start("coordinator", &coordinator_bin, &args, &spec.log).await?;

@@ -38,7 +38,9 @@ pub struct CollectArgs {
     /// Output JSONL; existing rows are kept and their prompts skipped.
     #[arg(long, default_value = "routing_dataset.jsonl")]
     pub out: PathBuf,
-    /// The GGUF every process loads: a path, URL or "default".
+    /// The GGUF of the experts that name no model of their own (the demo's
+    /// fantasy node): a path, URL or catalog name; the others run theirs and
+    /// the coordinator its default.
     #[arg(long, default_value = "default")]
     pub model: String,
     /// Tokens each expert writes per segment.
@@ -167,11 +169,9 @@ pub async fn run_collect(args: CollectArgs) -> anyhow::Result<usize> {
         )
     })
     .await??;
-    let config = ServeArgs {
-        model: Some(model.display().to_string()),
-        ..Default::default()
-    }
-    .resolve()?;
+    // The coordinator (judge, local expert) runs its own default model, as
+    // it serves; the edge nodes run theirs.
+    let config = ServeArgs::default().resolve()?;
     let pipeline = tokio::task::spawn_blocking(move || crate::app::build(&config, false)).await??;
 
     // The edge experts, as real processes, registered by hand.

@@ -22,6 +22,10 @@ use crate::registry::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LIVENESS_TIMEOUT};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50050";
 /// Default routing policy.
 pub const DEFAULT_POLICY: &str = "cost";
+/// The coordinator's own model by default: SmolLM2 135M Instruct, small
+/// enough for the user's device, an instruction-tuned local expert, and the
+/// model the quality judge's weights were fitted with.
+pub const DEFAULT_COORDINATOR_MODEL: &str = "smollm2-135m-instruct";
 /// Default judge.
 pub const DEFAULT_JUDGE: &str = "quality";
 /// Default shutdown grace period.
@@ -37,8 +41,9 @@ pub struct ServeArgs {
     /// Address to serve gRPC on; port 0 picks a free one [default: 127.0.0.1:50050].
     #[arg(long, env = "NETMOE_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// The coordinator's own GGUF (gate, fusion, judge, local expert): a
-    /// path, an http(s) URL, or "default" [default: default].
+    /// The coordinator's own GGUF (judge, fusion, local expert): a path, an
+    /// http(s) URL, or a shipped model by name ("default" is Gemma 3 270M)
+    /// [default: smollm2-135m-instruct].
     #[arg(long, env = "NETMOE_MODEL")]
     pub model: Option<String>,
     /// llama.cpp threads [default: all logical CPUs].
@@ -345,7 +350,10 @@ impl ServeArgs {
                 .listen
                 .or(f.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
-            model: self.model.or(f.model).unwrap_or_else(|| "default".into()),
+            model: self
+                .model
+                .or(f.model)
+                .unwrap_or_else(|| DEFAULT_COORDINATOR_MODEL.into()),
             threads: self
                 .threads
                 .or(f.threads)

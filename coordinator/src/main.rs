@@ -528,6 +528,7 @@ async fn demo(
     }
     let spec = ClusterSpec {
         model,
+        coordinator_model: netmoe_coordinator::config::DEFAULT_COORDINATOR_MODEL.into(),
         nodes,
         node_threads: 1,
         coordinator_threads: 2,

@@ -108,6 +108,7 @@ pub async fn start_cluster(
 ) -> anyhow::Result<Cluster> {
     let spec = ClusterSpec {
         model: require_model()?,
+        coordinator_model: instruct_model_path().display().to_string(),
         nodes: nodes.unwrap_or_else(demo_nodes),
         node_threads: 1,
         coordinator_threads: 2,

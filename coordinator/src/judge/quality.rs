@@ -66,27 +66,29 @@ pub const FEATURES: [&str; 14] = [
 ];
 
 /// The fitted model: per signal, (mean, standard deviation, weight), then
-/// the intercept. Fitted on the tuning half of the graded set by
-/// `coordinator judge-eval --judges quality --split tune --dump tune.jsonl`
+/// the intercept. The signals were measured with SmolLM2 135M Instruct as the
+/// coordinator's model (the default); another model shifts their scale, so
+/// refit for it. Fitted on the tuning half of the graded set by
+/// `coordinator judge-eval --judges quality --split tune --model smollm2-135m-instruct --dump tune.jsonl`
 /// then `coordinator judge-fit tune.jsonl` (see [`super::fit`]).
 pub const MODEL: Model = (
     [
-        (-3.5, 1.0, 1.0),
-        (0.0, 0.1, 1.0),
-        (0.2, 0.2, 1.0),
-        (0.2, 0.2, 1.0),
-        (0.95, 0.1, 1.0),
-        (0.2, 0.1, -1.0),
-        (0.1, 0.2, -1.0),
-        (0.05, 0.03, -1.0),
-        (0.01, 0.02, -1.0),
-        (15.0, 5.0, -0.3),
-        (0.1, 0.2, -1.0),
-        (0.05, 0.1, -1.0),
-        (0.03, 0.03, 0.5),
-        (0.8, 0.3, 1.0),
+        (-3.821563, 1.230501, -0.520323),  // fluency_logprob
+        (0.135551, 0.131939, 0.218548),    // order_margin
+        (0.205362, 0.152118, 1.235502),    // early_pmi
+        (0.043810, 0.084897, 0.221100),    // late_pmi
+        (0.933602, 0.199779, 0.525806),    // distinct_trigrams
+        (0.175940, 0.245773, -1.087568),   // content_repeat
+        (0.079860, 0.201373, -0.158260),   // opening_repeat
+        (0.012589, 0.032111, -0.715191),   // vague
+        (0.004198, 0.012130, -0.405754),   // filler
+        (22.519053, 27.032083, -0.314229), // sentence_words
+        (0.048989, 0.216223, -0.316699),   // meta
+        (0.016021, 0.062241, -0.504362),   // task_copy
+        (0.051488, 0.048025, 0.282869),    // names
+        (0.929028, 0.184253, 1.905807),    // length_ending
     ],
-    2.0,
+    -0.701257,
 );
 
 fn logistic(x: f64) -> f64 {
