@@ -97,9 +97,9 @@ async fn invalid_arguments_are_refused_and_the_node_keeps_serving() -> anyhow::R
     });
     expect_status(&mut c, r, Code::InvalidArgument, "top_p").await;
 
-    // Longer than the 256-token context of a sequence, within the byte limit.
-    let mut r = req("a story");
-    r.context = "The knight rode on through the long night. ".repeat(60);
+    // Longer than the 256-token context of a sequence, within the byte limit
+    // (the segment: the narrative layout does not carry the context).
+    let r = req(&"The knight rode on through the long night. ".repeat(60));
     expect_status(
         &mut c,
         r,
