@@ -207,13 +207,24 @@ fn embed(
     batch.add_sequence(&toks, 0, true).map_err(decode_err)?;
     ctx.decode(&mut batch).map_err(decode_err)?;
     let v = ctx.embeddings_seq_ith(0).map_err(decode_err)?;
+    Ok(l2_normalised(v))
+}
+
+/// `v` scaled to unit length (a zero vector stays zero), so a dot product
+/// of two such vectors is their cosine.
+///
+/// ```
+/// # use netmoe_coordinator::analyzer::l2_normalised;
+/// assert_eq!(l2_normalised(&[3.0, 4.0]), [0.6, 0.8]);
+/// ```
+pub fn l2_normalised(v: &[f32]) -> Vec<f32> {
     let norm = v
         .iter()
         .map(|x| x * x)
         .sum::<f32>()
         .sqrt()
         .max(f32::MIN_POSITIVE);
-    Ok(v.iter().map(|x| x / norm).collect())
+    v.iter().map(|x| x / norm).collect()
 }
 
 /// Log-softmax of `logits` at `token`.

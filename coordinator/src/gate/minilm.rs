@@ -118,16 +118,8 @@ impl MiniLm {
         let mean = summed.broadcast_div(&counts).map_err(candle_err)?;
         let vecs: Vec<Vec<f32>> = mean.to_vec2().map_err(candle_err)?;
         Ok(vecs
-            .into_iter()
-            .map(|v| {
-                let n = v
-                    .iter()
-                    .map(|x| x * x)
-                    .sum::<f32>()
-                    .sqrt()
-                    .max(f32::MIN_POSITIVE);
-                v.into_iter().map(|x| x / n).collect()
-            })
+            .iter()
+            .map(|v| crate::analyzer::l2_normalised(v))
             .collect())
     }
 }

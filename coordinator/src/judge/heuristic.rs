@@ -100,18 +100,6 @@ pub const RELEVANCE_MID: f64 = 0.0;
 /// gets 0.31.
 pub const RELEVANCE_SCALE: f64 = 0.1;
 
-/// Lower-cased words with surrounding punctuation removed (empty tokens,
-/// such as a lone dash, are dropped).
-fn normalised_words(text: &str) -> Vec<String> {
-    text.split_whitespace()
-        .map(|w| {
-            w.trim_matches(|c: char| !c.is_alphanumeric())
-                .to_lowercase()
-        })
-        .filter(|w| !w.is_empty())
-        .collect()
-}
-
 /// Fraction of the text's word 3-grams that are distinct (case and
 /// punctuation ignored); 1 for texts under three words. A loop repeats its
 /// 3-grams and collapses the ratio.
@@ -123,7 +111,7 @@ fn normalised_words(text: &str) -> Vec<String> {
 /// assert_eq!(distinct_trigram_ratio("a b c a b c a b"), 0.5);
 /// ```
 pub fn distinct_trigram_ratio(text: &str) -> f64 {
-    let words = normalised_words(text);
+    let words = crate::text::words(text);
     if words.len() < 3 {
         return 1.0;
     }
@@ -156,11 +144,13 @@ pub fn first_words(text: &str, n: usize) -> String {
         .join(" ")
 }
 
-fn logistic(x: f64) -> f64 {
+/// The logistic function, shared with the quality judge.
+pub(crate) fn logistic(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-fn mean(v: &[f32]) -> f64 {
+/// Mean of per-token log-probabilities (0 for none), shared with the quality judge.
+pub(crate) fn mean(v: &[f32]) -> f64 {
     if v.is_empty() {
         0.0
     } else {

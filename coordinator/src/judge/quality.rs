@@ -30,7 +30,8 @@ use futures::future::BoxFuture;
 
 use super::fit::Model;
 use super::heuristic::{
-    GENERIC_TASK, RELEVANCE_WINDOW_WORDS, distinct_trigram_ratio, ends_sentence, task_prefix,
+    GENERIC_TASK, RELEVANCE_WINDOW_WORDS, distinct_trigram_ratio, ends_sentence, logistic, mean,
+    task_prefix,
 };
 use super::style::{self, Style};
 use super::{Judge, JudgeError, JudgeInput, Verdict};
@@ -90,18 +91,6 @@ pub const MODEL: Model = (
     ],
     -0.701257,
 );
-
-fn logistic(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-fn mean(v: &[f32]) -> f64 {
-    if v.is_empty() {
-        0.0
-    } else {
-        v.iter().map(|x| f64::from(*x)).sum::<f64>() / v.len() as f64
-    }
-}
 
 /// Seeded re-orderings of `text`'s sentences that differ from the original
 /// (none for a single sentence).
