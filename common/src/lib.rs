@@ -6,6 +6,7 @@
 //! - [`fetch`]: the model cache: fetching the default model, resolving `--model` arguments.
 //! - [`gguf`]: GGUF header checks, so a bad model file is a clear error, not a llama.cpp crash.
 //! - [`link`]: the QUIC link (quinn): framing, TLS, probes, channel-emulating pacer.
+//! - [`pki`]: the project CA, certificate identities, TLS of the gRPC links, API-key bearer.
 
 pub mod channel;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod cost;
 pub mod fetch;
 pub mod gguf;
 pub mod link;
+pub mod pki;
 
 pub use channel::{ChannelError, SnrDraw, SnrModel, SnrSampler, db_to_linear, linear_to_db};
 pub use cost::{CostModel, Reward, Transfer};

@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
             coordinator_threads: 2,
             coordinator_args: Vec::new(),
             log: "error".into(),
+            secure: true,
         };
         let cluster = Cluster::start(&spec).await?;
         let mut c = cluster.client().await?;

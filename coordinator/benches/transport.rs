@@ -86,7 +86,7 @@ fn main() {
     rt.block_on(async {
         let mut args: Vec<OsString> = [
             "serve", "--listen", "127.0.0.1:0", "--threads", "1", "--warmup-tokens", "0",
-            "--snr", "fixed:20", "--model",
+            "--snr", "fixed:20", "--insecure", "--model",
         ]
         .iter()
         .map(OsString::from)

@@ -15,6 +15,7 @@ use netmoe_edge_node::{ExpertProfile, NodeState};
 use tokio::sync::Semaphore;
 
 use crate::analyzer::Analyzer;
+use crate::auth::Auth;
 use crate::config::{CoordinatorConfig, GateEmbedderChoice, JudgeChoice};
 use crate::dispatch::Dispatcher;
 use crate::fusion::Fuser;
@@ -57,6 +58,9 @@ pub enum BuildError {
     /// The local expert's prompt layout does not fit the model.
     #[error(transparent)]
     Prompt(#[from] netmoe_edge_node::prompt::PromptError),
+    /// The state directory (CA, tokens, keys) is unusable.
+    #[error("TLS state directory: {0}")]
+    Pki(#[from] netmoe_common::pki::PkiError),
     /// The default policy is unknown.
     #[error("unknown default policy {0:?}")]
     Policy(String),
@@ -146,7 +150,12 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
         Limits::default(),
         None,
     )?);
-    let registry = Arc::new(Registry::new(config.heartbeat, config.liveness));
+    let auth = Arc::new(match &config.tls_dir {
+        Some(dir) => Auth::open(dir)?,
+        None => Auth::Insecure,
+    });
+    let registry =
+        Arc::new(Registry::new(config.heartbeat, config.liveness).with_tls(auth.tls().cloned()));
     let mut policies: HashMap<String, Arc<dyn RoutingPolicy>> = HashMap::new();
     for name in BASELINES {
         policies.insert(
@@ -166,11 +175,16 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
     if !policies.contains_key(&config.policy) {
         return Err(BuildError::Policy(config.policy.clone()));
     }
-    let roots = config
-        .quic_ca
-        .as_deref()
-        .map(Trust::roots_from_pem)
-        .transpose()?;
+    // A secured cluster verifies nodes' QUIC certificates against its CA
+    // and presents the coordinator's own; else --quic-ca, else pinning.
+    let roots = match auth.tls() {
+        Some(tls) => Some(Trust::cluster(tls)?),
+        None => config
+            .quic_ca
+            .as_deref()
+            .map(Trust::roots_from_pem)
+            .transpose()?,
+    };
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let links = Arc::new(Links::new(
         roots,
@@ -187,6 +201,7 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
         judge: judge(&config.judge, &analyzer),
         local: Some(local),
         registry,
+        auth,
         policies,
         config: PipelineConfig {
             max_segments: config.max_segments,

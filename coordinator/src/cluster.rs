@@ -9,10 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use netmoe_proto::v1::{self, coordinator_client::CoordinatorClient};
+use netmoe_common::pki::{Ca, Role, TlsDir};
+use netmoe_proto::v1;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tonic::transport::Channel;
+
+use crate::auth::{keys::Keys, tokens::Tokens};
+use crate::client::Client;
 
 /// How long a process may take to load its model and report ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -54,7 +57,13 @@ pub enum ClusterError {
     Rpc(#[from] tonic::Status),
     /// The coordinator could not be reached.
     #[error("coordinator connection: {0}")]
-    Connect(#[from] tonic::transport::Error),
+    Connect(#[from] crate::client::ClientError),
+    /// The cluster's CA, tokens or keys could not be made.
+    #[error("cluster credentials: {0}")]
+    Pki(#[from] netmoe_common::pki::PkiError),
+    /// A temporary directory could not be made.
+    #[error("temporary directory: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// A binary of this workspace, next to the running executable (or one
@@ -252,12 +261,65 @@ pub fn demo_nodes() -> Vec<NodeSpec> {
     .collect()
 }
 
+/// A secured cluster's credentials, made fresh in a temporary directory:
+/// the CA and state (`state/`), a client certificate (`client/`) and an
+/// API key; each node joins with its own one-time token into `node-I/`.
+pub struct Credentials {
+    /// Holds every file; removed on drop.
+    pub root: tempfile::TempDir,
+    /// The coordinator's state directory (CA, tokens, keys).
+    pub state: PathBuf,
+    /// The client identity.
+    pub client: TlsDir,
+    /// The client's API key.
+    pub api_key: String,
+}
+
+impl Credentials {
+    /// A CA, a client certificate and an API key in a fresh temp dir.
+    pub fn make() -> Result<Self, ClusterError> {
+        let root = tempfile::Builder::new()
+            .prefix("netmoe-cluster-")
+            .tempdir()?;
+        let state = root.path().join("state");
+        let ca = Ca::init(&state, &[])?;
+        let client = crate::admin::issue_into(
+            &ca,
+            Role::Client,
+            "demo-client",
+            &root.path().join("client"),
+            1,
+        )?;
+        let (_, api_key) = Keys::new(&state).create("demo-client")?;
+        Ok(Self {
+            root,
+            state,
+            client,
+            api_key,
+        })
+    }
+
+    /// A one-time join token valid for `ttl_s`.
+    pub fn token(&self, ttl_s: i64, description: &str) -> Result<String, ClusterError> {
+        let ca = Ca::load(&self.state)?;
+        let (_, half) = Tokens::new(&self.state).create(ttl_s, description)?;
+        Ok(format!("{half}.{}", ca.fingerprint()))
+    }
+
+    /// A fresh directory for node `i`'s identity.
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        self.root.path().join(format!("node-{i}"))
+    }
+}
+
 /// A coordinator and its edge nodes, all separate processes.
 pub struct Cluster {
     /// The coordinator.
     pub coordinator: ServerProcess,
     /// The edge nodes, in spec order.
     pub nodes: Vec<ServerProcess>,
+    /// Credentials when secured (None: `--insecure`).
+    pub credentials: Option<Credentials>,
 }
 
 /// How to start a cluster.
@@ -277,6 +339,8 @@ pub struct ClusterSpec {
     pub coordinator_args: Vec<String>,
     /// `RUST_LOG` of the children.
     pub log: String,
+    /// Mutual TLS, join tokens and an API key (false: `--insecure`).
+    pub secure: bool,
 }
 
 impl Cluster {
@@ -300,12 +364,21 @@ impl Cluster {
             spec.coordinator_threads.to_string().into(),
         ]);
         args.extend(["--model".into(), spec.coordinator_model.clone().into()]);
+        let credentials = if spec.secure {
+            let c = Credentials::make()?;
+            args.extend(["--tls-dir".into(), c.state.clone().into_os_string()]);
+            Some(c)
+        } else {
+            args.push("--insecure".into());
+            None
+        };
         args.extend(spec.coordinator_args.iter().map(OsString::from));
         let coordinator =
             ServerProcess::start("coordinator", &coordinator_bin, &args, &spec.log).await?;
         let mut cluster = Self {
             coordinator,
             nodes: Vec::new(),
+            credentials,
         };
         for (i, n) in spec.nodes.iter().enumerate() {
             cluster.add_node(&node_bin, spec, n, i).await?;
@@ -338,6 +411,18 @@ impl Cluster {
         ]);
         args.extend(["--threads".into(), spec.node_threads.to_string().into()]);
         args.extend(["--coordinator".into(), self.coordinator.endpoint().into()]);
+        match &self.credentials {
+            Some(c) => {
+                let token = c.token(900, &format!("cluster node {i}"))?;
+                args.extend([
+                    "--tls-dir".into(),
+                    c.node_dir(i).into_os_string(),
+                    "--join-token".into(),
+                    token.into(),
+                ]);
+            }
+            None => args.push("--insecure".into()),
+        }
         args.extend([
             "--heartbeat-ms".into(),
             "500".into(),
@@ -351,9 +436,16 @@ impl Cluster {
         Ok(())
     }
 
-    /// A client of the coordinator.
-    pub async fn client(&self) -> Result<CoordinatorClient<Channel>, ClusterError> {
-        Ok(CoordinatorClient::connect(self.coordinator.endpoint()).await?)
+    /// A client of the coordinator (with the cluster's client certificate
+    /// and API key when secured).
+    pub async fn client(&self) -> Result<Client, ClusterError> {
+        let c = self.credentials.as_ref();
+        Ok(crate::client::connect(
+            &self.coordinator.endpoint(),
+            c.map(|c| &c.client),
+            c.map(|c| c.api_key.as_str()),
+        )
+        .await?)
     }
 
     /// Polls `ListNodes` until exactly `n` nodes are live.

@@ -190,6 +190,8 @@ pub async fn run_collect(args: CollectArgs) -> anyhow::Result<usize> {
             &n.profile,
             "--max-tokens-limit",
             "512",
+            // The collection's own in-process coordinator dials them on loopback.
+            "--insecure",
         ]
         .iter()
         .map(OsString::from)

@@ -137,6 +137,15 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
     #[arg(long, env = "NETMOE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// The cluster's state directory (made by `coordinator ca init DIR`):
+    /// the CA, the coordinator's certificate, join tokens, API keys. Every
+    /// link is then mutual TLS.
+    #[arg(long, env = "NETMOE_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// Serve plaintext gRPC and let every caller through (a lab on a
+    /// network you own; a warning is logged at start).
+    #[arg(long, env = "NETMOE_INSECURE")]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,6 +175,8 @@ struct FileConfig {
     probe_interval_ms: Option<u64>,
     probe_bytes: Option<u64>,
     metrics_listen: Option<SocketAddr>,
+    tls_dir: Option<PathBuf>,
+    insecure: Option<bool>,
 }
 
 /// What embeds texts for the gate.
@@ -245,6 +256,29 @@ pub struct CoordinatorConfig {
     pub probe_bytes: u64,
     /// Where to serve `/metrics`, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// The state directory of a secured coordinator.
+    pub tls_dir: Option<PathBuf>,
+    /// Plaintext, no access control.
+    pub insecure: bool,
+}
+
+impl CoordinatorConfig {
+    /// The state directory to serve with, or None for `--insecure`; an
+    /// error when neither or both were given (plaintext is never a default).
+    pub fn security(&self) -> Result<Option<&std::path::Path>, ConfigError> {
+        match (&self.tls_dir, self.insecure) {
+            (Some(d), false) => Ok(Some(d)),
+            (None, true) => Ok(None),
+            (Some(_), true) => Err(ConfigError::invalid(
+                "tls_dir",
+                "--tls-dir and --insecure exclude each other",
+            )),
+            (None, false) => Err(ConfigError::invalid(
+                "tls_dir",
+                "refusing to serve without TLS: give --tls-dir DIR (make one with `coordinator ca init DIR`) or --insecure",
+            )),
+        }
+    }
 }
 
 impl ServeArgs {
@@ -346,6 +380,8 @@ impl ServeArgs {
             probe_interval,
             probe_bytes,
             metrics_listen: self.metrics_listen.or(f.metrics_listen),
+            tls_dir: self.tls_dir.or(f.tls_dir),
+            insecure: self.insecure || f.insecure.unwrap_or(false),
             listen: self
                 .listen
                 .or(f.listen)

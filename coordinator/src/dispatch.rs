@@ -145,12 +145,27 @@ impl Dispatcher {
             };
             attempts += 1;
             let started = Instant::now();
-            let result = match node {
+            let result = match &node {
                 None => self.run_local(job).await,
                 Some(n) => match job.transport {
                     Transport::Grpc => run_remote(n.channel.clone(), job).await,
-                    Transport::Quic => self.run_quic(&n, job).await,
+                    Transport::Quic => self.run_quic(n, job).await,
                 },
+            };
+            // What a node sent back is checked before it is used.
+            let result = match (result, &node) {
+                (Ok(out), Some(n)) => match out
+                    .fin
+                    .as_ref()
+                    .map(|f| crate::checks::generated(f, n.id(), allowed_tokens(job, n)))
+                {
+                    Some(Err(v)) => {
+                        self.registry.violation(n.id(), &v);
+                        Err((format!("result rejected: {v}"), out.bytes_up, false))
+                    }
+                    _ => Ok(out),
+                },
+                (other, _) => other,
             };
             let mut out = match result {
                 Ok(out) => out,
@@ -287,12 +302,29 @@ impl Dispatcher {
     }
 }
 
+/// Tokens a node may generate for `job`: the request's bound, else the
+/// node's advertised default, never more than the coordinator's limit.
+fn allowed_tokens(job: &SegmentJob, node: &NodeEntry) -> u32 {
+    job.max_tokens
+        .unwrap_or_else(|| {
+            node.info
+                .profile
+                .as_ref()
+                .map_or(crate::pipeline::MAX_ASK_TOKENS, |p| p.default_max_tokens)
+        })
+        .clamp(1, crate::pipeline::MAX_ASK_TOKENS)
+}
+
 /// Folds one streamed event into the text so far; returns the final
-/// message, which ends the stream. The same on both transports.
+/// message, which ends the stream. The same on both transports. The text
+/// kept is capped at what the coordinator's token limit allows: a node
+/// that streams more fails the final check, and never grows our memory.
 fn absorb(text: &mut String, ev: v1::GenerateEvent, job: &SegmentJob) -> Option<v1::GenerateFinal> {
     match ev.event? {
         Event::Piece(p) => {
-            text.push_str(&p.text);
+            if text.len() <= crate::checks::max_text_bytes(crate::pipeline::MAX_ASK_TOKENS) {
+                text.push_str(&p.text);
+            }
             None
         }
         Event::Final(f) => {

@@ -1,7 +1,11 @@
 //! NetMoE coordinator: the gate, routing, dispatch, fusion, judging and
 //! cost accounting of a mixture of edge experts.
 //!
-//! - [`registry`]: registered nodes, heartbeats, liveness.
+//! - [`admin`]: the `ca`, `token` and `key` commands on the state directory.
+//! - [`auth`]: who may call what: mTLS identities, join tokens, API keys.
+//! - [`client`]: connecting to a coordinator (mTLS and API key, or plaintext).
+//! - [`registry`]: registered nodes, heartbeats, liveness, violations and quarantine.
+//! - [`checks`]: plausibility bounds on everything a node reports.
 //! - [`analyzer`]: embeddings and token probabilities from the coordinator's model.
 //! - [`gate`]: prompt segmentation and segment-to-expert relevance.
 //! - [`policy`]: the routing trait, candidates' features, and the baselines.
@@ -24,8 +28,12 @@
 // The report's `json!` objects list every field of the contract.
 #![recursion_limit = "256"]
 
+pub mod admin;
 pub mod analyzer;
 pub mod app;
+pub mod auth;
+pub mod checks;
+pub mod client;
 pub mod cluster;
 pub mod collect;
 pub mod config;

@@ -167,7 +167,11 @@ impl Links {
             Some(t) => t.clone(),
             None => Trust::Pinned(link.cert_sha256.clone()),
         };
-        let host = host_of(&node.endpoint).unwrap_or_else(|| "localhost".into());
+        // In a secured cluster the node must prove it is this node id.
+        let host = match trust {
+            Trust::Cluster { .. } => netmoe_common::pki::node_server_name(node.id()),
+            _ => host_of(&node.endpoint).unwrap_or_else(|| "localhost".into()),
+        };
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, self.client.connect(addr, &host, &trust))
             .await
             .map_err(|_| LinksError::Timeout(node.id().to_owned()))??;

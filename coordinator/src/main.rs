@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use netmoe_common::fetch::{FetchOptions, cache_dir, resolve_model};
+use netmoe_coordinator::client::ClientArgs;
 use netmoe_coordinator::cluster::{Cluster, ClusterSpec, demo_nodes};
 use netmoe_coordinator::config::{JudgeChoice, ServeArgs};
 use netmoe_coordinator::{app, report, server};
-use netmoe_proto::v1::{self, coordinator_client::CoordinatorClient};
+use netmoe_proto::v1;
 use tokio_util::sync::CancellationToken;
 
 /// The prompt the demo answers when given none.
@@ -80,26 +81,32 @@ enum Command {
     Run {
         /// The prompt.
         prompt: String,
-        /// The coordinator's endpoint.
-        #[arg(long, default_value = "http://127.0.0.1:50050")]
-        endpoint: String,
+        #[command(flatten)]
+        client: ClientArgs,
         #[command(flatten)]
         ask: AskArgs,
     },
     /// List the nodes a running coordinator knows.
     Nodes {
-        /// The coordinator's endpoint.
-        #[arg(long, default_value = "http://127.0.0.1:50050")]
-        endpoint: String,
+        #[command(flatten)]
+        client: ClientArgs,
     },
+    /// The cluster CA: init, issue, list, revoke.
+    #[command(subcommand)]
+    Ca(netmoe_coordinator::admin::CaCommand),
+    /// One-time join tokens for new nodes: create, list, revoke.
+    #[command(subcommand)]
+    Token(netmoe_coordinator::admin::TokenCommand),
+    /// API keys of the client API: create, list, revoke.
+    #[command(subcommand)]
+    Key(netmoe_coordinator::admin::KeyCommand),
     /// Probe the QUIC link to NODE (or to every live node): RTT, goodput
     /// both ways, loss, congestion window, bytes on the wire.
     Probe {
         /// Node id [default: every live node].
         node: Option<String>,
-        /// The coordinator's endpoint.
-        #[arg(long, default_value = "http://127.0.0.1:50050")]
-        endpoint: String,
+        #[command(flatten)]
+        client: ClientArgs,
         /// Payload bytes each way [default: the coordinator's --probe-bytes].
         #[arg(long)]
         bytes: Option<u64>,
@@ -318,12 +325,15 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     match Cli::parse().command {
         Command::Serve(args) => rt.block_on(serve(*args)),
+        Command::Ca(cmd) => netmoe_coordinator::admin::ca(cmd),
+        Command::Token(cmd) => netmoe_coordinator::admin::token(cmd),
+        Command::Key(cmd) => netmoe_coordinator::admin::key(cmd),
         Command::Run {
             prompt,
-            endpoint,
+            client,
             ask,
         } => rt.block_on(async {
-            let mut c = connect(&endpoint).await?;
+            let mut c = client.connect().await?;
             let r = c.ask(ask.request(prompt)).await?.into_inner();
             ask.print(&r)
         }),
@@ -347,8 +357,8 @@ fn main() -> anyhow::Result<()> {
             judge_url,
         } => rt.block_on(score_stdin(judge, model, judge_url)),
         Command::GateEval { embedders, model } => rt.block_on(gate_eval(embedders, model)),
-        Command::Nodes { endpoint } => rt.block_on(async {
-            let mut c = connect(&endpoint).await?;
+        Command::Nodes { client } => rt.block_on(async {
+            let mut c = client.connect().await?;
             let nodes = c
                 .list_nodes(v1::ListNodesRequest {})
                 .await?
@@ -359,11 +369,11 @@ fn main() -> anyhow::Result<()> {
         }),
         Command::Probe {
             node,
-            endpoint,
+            client,
             bytes,
             json,
         } => rt.block_on(async {
-            let mut c = connect(&endpoint).await?;
+            let mut c = client.connect().await?;
             let probes = c
                 .probe(v1::ProbeRequest {
                     node_id: node.unwrap_or_default(),
@@ -434,15 +444,9 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// A client of the coordinator at `endpoint`.
-async fn connect(endpoint: &str) -> anyhow::Result<CoordinatorClient<tonic::transport::Channel>> {
-    CoordinatorClient::connect(endpoint.to_owned())
-        .await
-        .with_context(|| format!("cannot reach the coordinator at {endpoint}"))
-}
-
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
+    config.security()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -534,10 +538,11 @@ async fn demo(
         coordinator_threads: 2,
         coordinator_args,
         log,
+        secure: true,
     };
     let cluster = Cluster::start(&spec).await?;
     eprintln!(
-        "cluster ready (QUIC data plane, dev-mode self-signed certificates pinned by fingerprint; {}); asking: {prompt}\n",
+        "cluster ready (mutual TLS on every gRPC and QUIC link: a fresh CA, each node joined with a one-time token, the client with its certificate and an API key; QUIC data plane; {}); asking: {prompt}\n",
         if emulate_bandwidth_hz > 0.0 {
             format!("nodes emulate their channel over {emulate_bandwidth_hz} Hz")
         } else {

@@ -23,6 +23,9 @@ use crate::registry::Registry;
 
 /// Largest prompt accepted, in bytes.
 pub const MAX_PROMPT_BYTES: usize = 4096;
+/// Most tokens a request may ask of each expert (`Ask.max_tokens`); it
+/// also bounds the text the coordinator accumulates per segment.
+pub const MAX_ASK_TOKENS: u32 = 1024;
 /// Default number of segments a prompt may be split into.
 pub const DEFAULT_MAX_SEGMENTS: u32 = 4;
 /// Default generation budget of one segment.
@@ -52,9 +55,9 @@ pub enum AskError {
     /// A per-segment budget of zero.
     #[error("segment_deadline_ms must be at least 1")]
     ZeroDeadline,
-    /// max_tokens 0.
-    #[error("max_tokens must be at least 1")]
-    ZeroTokens,
+    /// max_tokens 0 or over the bound.
+    #[error("max_tokens {0} is out of range 1..={MAX_ASK_TOKENS}")]
+    BadTokens(u32),
     /// Unknown transport.
     #[error("{0}")]
     UnknownTransport(String),
@@ -96,12 +99,19 @@ impl From<AskError> for tonic::Status {
             | AskError::PromptTooLarge { .. }
             | AskError::BadSegmentCount(_)
             | AskError::ZeroDeadline
-            | AskError::ZeroTokens
+            | AskError::BadTokens(_)
             | AskError::UnknownTransport(_)
             | AskError::UnknownPolicy { .. } => Code::InvalidArgument,
             AskError::NoLiveNodes(_) | AskError::AllFailed(_) => Code::Unavailable,
             AskError::Busy(_) => Code::ResourceExhausted,
-            AskError::Gate(_) | AskError::Fusion(_) | AskError::Judge(_) => Code::Internal,
+            AskError::Gate(_) | AskError::Fusion(_) | AskError::Judge(_) => {
+                // Internal failures may name URLs, paths or a judge's
+                // reply: they go to the log, not to the caller.
+                tracing::error!(error = %e, "internal failure answering a request");
+                return tonic::Status::internal(
+                    "internal error answering the request (details in the coordinator log)",
+                );
+            }
         };
         tonic::Status::new(code, e.to_string())
     }
@@ -128,6 +138,8 @@ pub struct PipelineConfig {
 pub struct Pipeline {
     /// Node registry.
     pub registry: Arc<Registry>,
+    /// Who may call what (mTLS identities, join tokens, API keys).
+    pub auth: Arc<crate::auth::Auth>,
     /// The gate.
     pub gate: Gate,
     /// Routing policies by name.
@@ -180,8 +192,10 @@ impl Pipeline {
         if req.segment_deadline_ms == Some(0) {
             return Err(AskError::ZeroDeadline);
         }
-        if req.max_tokens == Some(0) {
-            return Err(AskError::ZeroTokens);
+        if let Some(t) = req.max_tokens
+            && !(1..=MAX_ASK_TOKENS).contains(&t)
+        {
+            return Err(AskError::BadTokens(t));
         }
         let name = if req.policy.is_empty() {
             &self.config.default_policy

@@ -20,6 +20,11 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(1000);
 pub const DEFAULT_LIVENESS_TIMEOUT: Duration = Duration::from_millis(3000);
 /// Most nodes the registry holds; registration beyond it is refused.
 pub const MAX_NODES: usize = 1024;
+/// A node silent this long is forgotten (its entry removed), so the
+/// registry does not fill with dead nodes.
+pub const DEAD_NODE_TTL: Duration = Duration::from_secs(600);
+/// Longest endpoint URI a node may register.
+pub const MAX_ENDPOINT_BYTES: usize = 256;
 
 /// A registration the registry refuses.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +43,17 @@ pub enum RegistryError {
     /// The registry is full.
     #[error("registry is full ({0} nodes)")]
     Full(usize),
+    /// The report failed a plausibility check (counted on the node).
+    #[error("rejected: {0}")]
+    Violation(#[from] crate::checks::Violation),
+    /// The node is quarantined.
+    #[error("node {id:?} is quarantined: {reason}")]
+    Quarantined {
+        /// The node.
+        id: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// What the coordinator knows of one node.
@@ -61,6 +77,12 @@ pub struct NodeEntry {
     pub live: bool,
     /// The latest probe of its QUIC link, and when it finished.
     pub link: Option<(v1::LinkProbe, Instant)>,
+    /// Reports that failed a check.
+    pub violations: u32,
+    /// The last of them.
+    pub last_violation: String,
+    /// Why it is not routed to, once over the violation threshold.
+    pub quarantined: Option<String>,
 }
 
 impl NodeEntry {
@@ -89,6 +111,11 @@ impl NodeEntry {
 #[derive(Debug)]
 pub struct Registry {
     nodes: RwLock<HashMap<String, NodeEntry>>,
+    /// The coordinator's identity for dialling nodes over mTLS (None:
+    /// plaintext, `--insecure`).
+    tls: Option<netmoe_common::pki::TlsDir>,
+    /// Violations after which a node is quarantined.
+    quarantine_after: u32,
     /// Heartbeat period asked of nodes.
     pub heartbeat_interval: Duration,
     /// Silence after which a node is dropped.
@@ -100,9 +127,48 @@ impl Registry {
     pub fn new(heartbeat_interval: Duration, liveness_timeout: Duration) -> Self {
         Self {
             nodes: RwLock::new(HashMap::new()),
+            tls: None,
+            quarantine_after: crate::checks::DEFAULT_QUARANTINE_AFTER,
             heartbeat_interval,
             liveness_timeout,
         }
+    }
+
+    /// Dials nodes over mTLS with `tls`: only `https://` endpoints are
+    /// accepted, and a node must present a certificate for its own id.
+    pub fn with_tls(mut self, tls: Option<netmoe_common::pki::TlsDir>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Quarantines a node after `n` violations (at least 1).
+    pub fn with_quarantine_after(mut self, n: u32) -> Self {
+        self.quarantine_after = n.max(1);
+        self
+    }
+
+    /// Counts a violation on node `id`; quarantines it at the threshold.
+    pub fn violation(&self, id: &str, v: &crate::checks::Violation) {
+        let mut nodes = self.nodes.write().expect("registry lock");
+        if let Some(n) = nodes.get_mut(id) {
+            Self::count(n, v, self.quarantine_after);
+        }
+    }
+
+    fn count(n: &mut NodeEntry, v: &crate::checks::Violation, threshold: u32) {
+        n.violations += 1;
+        n.last_violation = v.0.clone();
+        tracing::warn!(node = %n.info.node_id, violations = n.violations, violation = %v, "node report rejected");
+        if n.violations >= threshold && n.quarantined.is_none() {
+            let reason = format!("{} rejected reports; last: {v}", n.violations);
+            tracing::warn!(node = %n.info.node_id, %reason, "node quarantined: no longer routed to");
+            n.quarantined = Some(reason);
+        }
+    }
+
+    /// True when nodes are dialled over mTLS.
+    pub fn secure(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Adds or refreshes a node; it is live from now.
@@ -121,16 +187,54 @@ impl Registry {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(bad("must start with http:// or https://".into()));
         }
-        let channel = Endpoint::from_shared(endpoint.to_owned())
+        if self.tls.is_some() && !endpoint.starts_with("https://") {
+            return Err(bad(
+                "this coordinator dials nodes over mTLS: use https://".into()
+            ));
+        }
+        if endpoint.len() > MAX_ENDPOINT_BYTES {
+            return Err(bad(format!("longer than {MAX_ENDPOINT_BYTES} bytes")));
+        }
+        let mut ep = Endpoint::from_shared(endpoint.to_owned())
             .map_err(|e| bad(e.to_string()))?
             .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .tcp_nodelay(true);
+        if let Some(tls) = &self.tls {
+            ep = ep
+                .tls_config(tls.client(&netmoe_common::pki::node_server_name(&info.node_id)))
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        let channel = ep.connect_lazy();
         let mut nodes = self.nodes.write().expect("registry lock");
+        let previous = nodes.get_mut(&info.node_id);
+        if let Some(old) = &previous
+            && let Some(reason) = &old.quarantined
+        {
+            return Err(RegistryError::Quarantined {
+                id: info.node_id.clone(),
+                reason: reason.clone(),
+            });
+        }
+        let (violations, last_violation) = match previous {
+            Some(old) => {
+                if let Err(v) = crate::checks::info(&info) {
+                    Self::count(old, &v, self.quarantine_after);
+                    return Err(v.into());
+                }
+                (old.violations, old.last_violation.clone())
+            }
+            None => {
+                crate::checks::info(&info)?;
+                (0, String::new())
+            }
+        };
         if nodes.len() >= MAX_NODES && !nodes.contains_key(&info.node_id) {
             return Err(RegistryError::Full(MAX_NODES));
         }
         let entry = NodeEntry {
+            violations,
+            last_violation,
+            quarantined: None,
             snr: info.snr.clone().unwrap_or_default(),
             load: info.load.unwrap_or_default(),
             tokens_per_second: info.tokens_per_second,
@@ -146,14 +250,25 @@ impl Registry {
         Ok(())
     }
 
-    /// Records a heartbeat; false when the node must register (again).
-    pub fn heartbeat(&self, hb: &v1::HeartbeatRequest) -> bool {
+    /// Records a heartbeat; false when the node must register (again). A
+    /// heartbeat that fails a check is rejected and counted.
+    pub fn heartbeat(&self, hb: &v1::HeartbeatRequest) -> Result<bool, RegistryError> {
         let mut nodes = self.nodes.write().expect("registry lock");
         let Some(n) = nodes.get_mut(&hb.node_id) else {
-            return false;
+            return Ok(false);
         };
+        if let Some(reason) = &n.quarantined {
+            return Err(RegistryError::Quarantined {
+                id: hb.node_id.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if let Err(v) = crate::checks::heartbeat(hb) {
+            Self::count(n, &v, self.quarantine_after);
+            return Err(v.into());
+        }
         if !n.live {
-            return false;
+            return Ok(false);
         }
         n.last_seen = Instant::now();
         if let Some(snr) = &hb.snr {
@@ -163,7 +278,7 @@ impl Registry {
             n.load = load;
         }
         n.tokens_per_second = hb.tokens_per_second;
-        true
+        Ok(true)
     }
 
     /// Drops nodes silent for longer than the liveness timeout; returns
@@ -180,6 +295,17 @@ impl Registry {
         for id in &dropped {
             tracing::warn!(node = %id, "node missed its heartbeats; dropped");
         }
+        // Forget nodes dead for long (quarantined ones stay, so a
+        // misbehaving node cannot wash its record by going quiet).
+        nodes.retain(|id, n| {
+            let keep = n.live
+                || n.quarantined.is_some()
+                || now.saturating_duration_since(n.last_seen) <= DEAD_NODE_TTL;
+            if !keep {
+                tracing::info!(node = %id, "dead node forgotten");
+            }
+            keep
+        });
         dropped
     }
 
@@ -218,7 +344,7 @@ impl Registry {
             .read()
             .expect("registry lock")
             .values()
-            .filter(|n| n.live)
+            .filter(|n| n.live && n.quarantined.is_none())
             .cloned()
             .collect();
         v.sort_by(|a, b| a.info.node_id.cmp(&b.info.node_id));
@@ -245,6 +371,9 @@ impl Registry {
                     age_ms: now.saturating_duration_since(*at).as_millis() as u64,
                     ..p.clone()
                 }),
+                violations: n.violations,
+                quarantined: n.quarantined.clone().unwrap_or_default(),
+                last_violation: n.last_violation.clone(),
             })
             .collect();
         v.sort_by(|a, b| {
@@ -279,20 +408,62 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(r.heartbeat(&hb("a")));
-        assert!(!r.heartbeat(&hb("zzz")), "unknown node must register");
+        assert!(r.heartbeat(&hb("a")).unwrap());
+        assert!(
+            !r.heartbeat(&hb("zzz")).unwrap(),
+            "unknown node must register"
+        );
         assert_eq!(r.live()[0].snr.snr_db, 3.0);
 
         let later = Instant::now() + Duration::from_millis(400);
         let dropped = r.sweep(later);
         assert_eq!(dropped.len(), 2);
         assert!(r.live().is_empty());
-        assert!(!r.heartbeat(&hb("a")), "a dropped node re-registers");
+        assert!(
+            !r.heartbeat(&hb("a")).unwrap(),
+            "a dropped node re-registers"
+        );
         r.register(info("a"), "http://127.0.0.1:1").unwrap();
         assert_eq!(r.live().len(), 1);
         assert_eq!(r.list().len(), 2);
         r.mark_down("a");
         assert!(r.live().is_empty());
+    }
+
+    #[tokio::test]
+    async fn implausible_reports_quarantine_a_node() {
+        let r = Registry::new(DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LIVENESS_TIMEOUT)
+            .with_quarantine_after(2);
+        r.register(info("a"), "http://127.0.0.1:1").unwrap();
+        r.register(info("b"), "http://127.0.0.1:2").unwrap();
+        let liar = v1::HeartbeatRequest {
+            node_id: "a".into(),
+            snr: Some(v1::SnrReport {
+                snr_db: 400.0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(matches!(
+            r.heartbeat(&liar),
+            Err(RegistryError::Violation(_))
+        ));
+        assert_eq!(r.live().len(), 2, "one violation is not yet a quarantine");
+        assert!(r.heartbeat(&liar).is_err());
+        let live: Vec<_> = r.live().iter().map(|n| n.id().to_owned()).collect();
+        assert_eq!(live, ["b"]);
+        let listed = r.list();
+        assert!(listed[0].quarantined.contains("400"), "{:?}", listed[0]);
+        assert_eq!(listed[0].violations, 2);
+        assert!(matches!(
+            r.register(info("a"), "http://127.0.0.1:1"),
+            Err(RegistryError::Quarantined { .. })
+        ));
+        // Dead entries expire; quarantined ones stay.
+        let later = Instant::now() + DEAD_NODE_TTL + Duration::from_secs(10);
+        r.sweep(later);
+        r.sweep(later);
+        assert_eq!(r.list().len(), 1);
     }
 
     #[tokio::test]

@@ -41,12 +41,20 @@ pub async fn run(
     health
         .set_serving::<CoordinatorServer<CoordinatorService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(netmoe_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let service = CoordinatorServer::new(CoordinatorService::new(pipeline.clone()))
+    let support =
+        netmoe_edge_node::server::support_routes(&["netmoe.v1.Coordinator"], health_service)?;
+    let service = CoordinatorServer::new(CoordinatorService::new(pipeline.clone(), tasks.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let mut builder = tonic::transport::Server::builder();
+    match pipeline.auth.tls() {
+        // Client certificates are optional at the handshake (a joining
+        // node has none yet) but verified when presented; each call then
+        // requires the identity it needs.
+        Some(tls) => builder = builder.tls_config(tls.server(true))?,
+        None => tracing::warn!(
+            "--insecure: plaintext gRPC, no access control; anyone who reaches this port can register nodes and ask"
+        ),
+    }
 
     let registry = pipeline.registry.clone();
     let stop = shutdown.clone();
@@ -66,11 +74,8 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
-    tasks.close();
-
-    let server = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
+    let server = builder
+        .add_routes(support)
         .add_service(service)
         .serve_with_incoming_shutdown(
             netmoe_edge_node::server::incoming(listener),
@@ -85,6 +90,7 @@ pub async fn run(
         }
     };
     shutdown.cancel();
+    tasks.close();
     tasks.wait().await;
     pipeline.links.close();
     Ok(result?)

@@ -9,17 +9,32 @@ use tonic::{Request, Response, Status};
 use netmoe_common::link::probe::MAX_PROBE_BYTES;
 
 use crate::pipeline::Pipeline;
+use crate::registry::RegistryError;
+use tokio_util::task::TaskTracker;
+
+/// Link probes of newly registered nodes running at once; a registration
+/// beyond it is probed by the periodic sweep instead.
+pub const MAX_REGISTRATION_PROBES: usize = 8;
+/// How long a registration probe may take.
+pub const REGISTRATION_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The service over a shared pipeline.
 #[derive(Clone)]
 pub struct CoordinatorService {
     pipeline: Arc<Pipeline>,
+    tasks: TaskTracker,
+    probes: Arc<tokio::sync::Semaphore>,
 }
 
 impl CoordinatorService {
-    /// Serves `pipeline`.
-    pub fn new(pipeline: Arc<Pipeline>) -> Self {
-        Self { pipeline }
+    /// Serves `pipeline`; background work (registration probes) runs in
+    /// `tasks`, which the server waits for on shutdown.
+    pub fn new(pipeline: Arc<Pipeline>, tasks: TaskTracker) -> Self {
+        Self {
+            pipeline,
+            tasks,
+            probes: Arc::new(tokio::sync::Semaphore::new(MAX_REGISTRATION_PROBES)),
+        }
     }
 }
 
@@ -29,16 +44,35 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<v1::RegisterRequest>,
     ) -> Result<Response<v1::RegisterResponse>, Status> {
+        let claimed = request
+            .get_ref()
+            .info
+            .as_ref()
+            .map(|i| i.node_id.clone())
+            .unwrap_or_default();
+        self.pipeline.auth.node(&request, &claimed)?;
         let req = request.into_inner();
         let reg = &self.pipeline.registry;
-        let id = req.info.as_ref().map(|i| i.node_id.clone());
-        reg.register(req.info, &req.endpoint)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        // Measure the new node's link right away, off the request path.
-        if let Some(node) = id.and_then(|id| reg.get(&id)) {
+        reg.register(req.info, &req.endpoint).map_err(|e| match e {
+            RegistryError::Full(_) => Status::resource_exhausted(e.to_string()),
+            RegistryError::Quarantined { .. } => Status::permission_denied(e.to_string()),
+            _ => Status::invalid_argument(e.to_string()),
+        })?;
+        // Measure the new node's link right away, off the request path,
+        // bounded in number and time.
+        if let (Some(node), Ok(permit)) =
+            (reg.get(&claimed), self.probes.clone().try_acquire_owned())
+        {
             let p = self.pipeline.clone();
-            tokio::spawn(async move {
-                p.links.probe(&p.registry, &node, 0).await;
+            self.tasks.spawn(async move {
+                let _permit = permit;
+                let probe = p.links.probe(&p.registry, &node, 0);
+                if tokio::time::timeout(REGISTRATION_PROBE_TIMEOUT, probe)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(node = %node.id(), "registration probe timed out");
+                }
             });
         }
         Ok(Response::new(v1::RegisterResponse {
@@ -51,14 +85,22 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
-        let known = self.pipeline.registry.heartbeat(&request.into_inner());
+        self.pipeline
+            .auth
+            .node(&request, &request.get_ref().node_id)?;
+        let known = self
+            .pipeline
+            .registry
+            .heartbeat(&request.into_inner())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Response::new(v1::HeartbeatResponse { known }))
     }
 
     async fn list_nodes(
         &self,
-        _: Request<v1::ListNodesRequest>,
+        request: Request<v1::ListNodesRequest>,
     ) -> Result<Response<v1::ListNodesResponse>, Status> {
+        self.pipeline.auth.client(&request)?;
         Ok(Response::new(v1::ListNodesResponse {
             nodes: self.pipeline.registry.list(),
         }))
@@ -68,6 +110,7 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<v1::ProbeRequest>,
     ) -> Result<Response<v1::ProbeResponse>, Status> {
+        self.pipeline.auth.client(&request)?;
         let req = request.into_inner();
         if req.bytes > MAX_PROBE_BYTES {
             return Err(Status::invalid_argument(format!(
@@ -94,6 +137,8 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<v1::AskRequest>,
     ) -> Result<Response<v1::AskResponse>, Status> {
+        let caller = self.pipeline.auth.client(&request)?;
+        tracing::debug!(%caller, "ask");
         let resp = self.pipeline.ask(request.into_inner()).await.map_err(|e| {
             tracing::warn!(error = %e, "ask failed");
             Status::from(e)
@@ -107,5 +152,18 @@ impl Coordinator for CoordinatorService {
             "answered"
         );
         Ok(Response::new(resp))
+    }
+
+    async fn join(
+        &self,
+        request: Request<v1::JoinRequest>,
+    ) -> Result<Response<v1::JoinResponse>, Status> {
+        let auth = self.pipeline.auth.clone();
+        let req = request.into_inner();
+        // Signing and the locked state files are blocking work.
+        tokio::task::spawn_blocking(move || auth.join(&req))
+            .await
+            .map_err(|_| Status::internal("join task failed"))?
+            .map(Response::new)
     }
 }

@@ -118,6 +118,19 @@ pub struct ServeArgs {
     /// 0 turns it off [default: 0].
     #[arg(long, env = "NETMOE_EMULATE_BANDWIDTH_HZ")]
     pub emulate_bandwidth_hz: Option<f64>,
+    /// The node's TLS directory (ca.pem, node.pem, node.key), written by
+    /// `edge-node join` or by --join-token. Every link is then mutual TLS
+    /// and the node id is the one in its certificate.
+    #[arg(long, env = "NETMOE_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// Join the cluster first when the TLS directory holds no certificate
+    /// yet (a one-time token from `coordinator token create`).
+    #[arg(long, env = "NETMOE_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// Serve plaintext gRPC to anyone and register without a certificate
+    /// (a lab on a network you own; a warning is logged at start).
+    #[arg(long, env = "NETMOE_INSECURE")]
+    pub insecure: bool,
 }
 
 /// The settings file: the same keys as the flags.
@@ -147,6 +160,8 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     emulate_bandwidth_hz: Option<f64>,
+    tls_dir: Option<PathBuf>,
+    insecure: Option<bool>,
 }
 
 /// Where the QUIC endpoint listens.
@@ -223,6 +238,10 @@ pub struct NodeConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Emulated channel bandwidth, Hz (0: no emulation).
     pub emulate_bandwidth_hz: f64,
+    /// TLS directory of a secured node (None: `--insecure`).
+    pub tls_dir: Option<PathBuf>,
+    /// One-time token to join with when `tls_dir` holds no certificate.
+    pub join_token: Option<String>,
 }
 
 fn positive(key: &'static str, v: u32) -> Result<u32, ConfigError> {
@@ -304,10 +323,35 @@ impl ServeArgs {
                 ),
             });
         }
+        let tls_dir = self.tls_dir.or(f.tls_dir);
+        let insecure = self.insecure || f.insecure.unwrap_or(false);
+        match (&tls_dir, insecure) {
+            (Some(_), true) => {
+                return Err(ConfigError::invalid(
+                    "tls_dir",
+                    "--tls-dir and --insecure exclude each other",
+                ));
+            }
+            (None, false) => {
+                return Err(ConfigError::invalid(
+                    "tls_dir",
+                    "refusing to serve without TLS: give --tls-dir DIR (with --join-token on first start) or --insecure",
+                ));
+            }
+            _ => {}
+        }
+        if self.join_token.is_some() && tls_dir.is_none() {
+            return Err(ConfigError::invalid(
+                "join_token",
+                "--join-token needs --tls-dir to keep the certificate in",
+            ));
+        }
         Ok(NodeConfig {
             quic,
             tls,
             emulate_bandwidth_hz,
+            tls_dir,
+            join_token: self.join_token,
             listen: self
                 .listen
                 .or(f.listen)
@@ -371,6 +415,7 @@ mod tests {
         let file = dir.join("node.toml");
         std::fs::write(&file, "slots = 2\nsnr = \"fixed:7\"\nseed = 9\n").unwrap();
         let args = ServeArgs {
+            insecure: true,
             config: Some(file.clone()),
             seed: Some(1),
             ..Default::default()
@@ -383,6 +428,7 @@ mod tests {
 
         std::fs::write(&file, "slotz = 2\n").unwrap();
         let err = ServeArgs {
+            insecure: true,
             config: Some(file),
             ..Default::default()
         }
@@ -390,6 +436,7 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("slotz"), "{err}");
         let err = ServeArgs {
+            insecure: true,
             snr: Some("gaussian:3".into()),
             ..Default::default()
         }

@@ -9,7 +9,8 @@
 //! - [`error`]: request errors and their mapping to gRPC statuses.
 //! - [`probe`]: link probe transfers (download payload), shared by gRPC and QUIC.
 //! - [`link`]: the QUIC endpoint beside gRPC: data plane and probes.
-//! - [`register`]: registration and heartbeats to the coordinator.
+//! - [`join`]: joining a secured cluster with a one-time token (key made here, CSR, certificate back).
+//! - [`register`]: registration and heartbeats to the coordinator (mTLS in a secured cluster).
 //! - [`server`]: serving on a bound listener with health, reflection and drain.
 //! - [`config`]: flags, environment and file resolved into [`NodeConfig`].
 //! - [`hardware`]: the hardware summary reported by `Info`.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod hardware;
+pub mod join;
 pub mod link;
 pub mod node;
 pub mod probe;

@@ -22,6 +22,11 @@ use crate::service::{MAX_REQUEST_MESSAGE_BYTES, NodeState, generate_events};
 
 /// Largest echo payload.
 pub const MAX_ECHO_BYTES: usize = 64 * 1024;
+/// QUIC connections a node holds at once; more are refused at the door.
+pub const MAX_QUIC_CONNECTIONS: usize = 64;
+/// How long a new connection may take to finish its handshake, and a new
+/// stream to send its request, before it is dropped.
+pub const QUIC_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Probe transfers (downloads and uploads, both transports) a node serves
 /// at once; more get RESOURCE_EXHAUSTED, so probes cannot crowd out the
 /// data plane.
@@ -74,7 +79,14 @@ pub enum LinkServeError {
 
 /// The endpoint's identity: PEM files if configured, else a self-signed
 /// certificate for the listen address and `localhost` (dev mode).
-pub fn identity(config: &NodeConfig, listen: SocketAddr) -> Result<ServerIdentity, TlsError> {
+pub fn identity(
+    config: &NodeConfig,
+    listen: SocketAddr,
+    cluster: Option<&netmoe_common::pki::TlsDir>,
+) -> Result<ServerIdentity, TlsError> {
+    if let Some(tls) = cluster {
+        return ServerIdentity::cluster(tls);
+    }
     match &config.tls {
         Some((cert, key)) => ServerIdentity::from_pem(cert, key),
         None => ServerIdentity::self_signed(vec![listen.ip().to_string(), "localhost".into()]),
@@ -104,27 +116,49 @@ pub fn bind(
 /// Accepts connections and streams until `shutdown`; streams in flight
 /// then run to their end (the engine's drain ends generations), tracked by
 /// `tasks`.
+/// With `secure`, only the coordinator's certificate may use the link.
 pub async fn serve(
     endpoint: quinn::Endpoint,
     state: Arc<NodeState>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    secure: bool,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_QUIC_CONNECTIONS));
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => i,
             _ = shutdown.cancelled() => break,
         };
         let Some(incoming) = incoming else { break };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %incoming.remote_address(), "{MAX_QUIC_CONNECTIONS} QUIC connections open; refusing another");
+            incoming.refuse();
+            continue;
+        };
         let (state, shutdown, streams) = (state.clone(), shutdown.clone(), tasks.clone());
         tasks.spawn(async move {
-            let conn = match incoming.await {
-                Ok(c) => c,
-                Err(e) => {
+            let _slot = slot;
+            let conn = match tokio::time::timeout(QUIC_REQUEST_TIMEOUT, incoming).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
                     tracing::debug!(error = %e, "QUIC handshake failed");
                     return;
                 }
+                Err(_) => {
+                    tracing::debug!("QUIC handshake timed out");
+                    return;
+                }
             };
+            // In a secured cluster, only the coordinator may use the link.
+            if secure && let Err(why) = coordinator_peer(&conn) {
+                tracing::warn!(peer = %conn.remote_address(), %why, "QUIC peer refused");
+                conn.close(
+                    1u32.into(),
+                    b"permission denied: coordinator certificate required",
+                );
+                return;
+            }
             tracing::debug!(peer = %conn.remote_address(), "QUIC connection");
             loop {
                 let bi = tokio::select! {
@@ -146,14 +180,47 @@ pub async fn serve(
     tracing::debug!("QUIC endpoint stopped accepting");
 }
 
-/// One stream: read the request, answer it, finish.
+/// The verified certificate of a QUIC peer must be the coordinator's.
+fn coordinator_peer(conn: &quinn::Connection) -> Result<(), String> {
+    let certs = conn
+        .peer_identity()
+        .and_then(|id| {
+            id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .ok_or("no client certificate")?;
+    let leaf = certs.first().ok_or("empty certificate chain")?;
+    let peer = netmoe_common::pki::peer_of(leaf).map_err(|e| e.to_string())?;
+    if peer.role != netmoe_common::pki::Role::Coordinator {
+        return Err(format!(
+            "a {} certificate, not the coordinator's",
+            peer.role
+        ));
+    }
+    Ok(())
+}
+
+/// One stream: read the request (within [`QUIC_REQUEST_TIMEOUT`]), answer
+/// it, finish.
 async fn handle_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     state: Arc<NodeState>,
 ) {
-    let req = match frame::read_frame::<_, LinkRequest>(&mut recv, MAX_REQUEST_MESSAGE_BYTES).await
-    {
+    let first = tokio::time::timeout(
+        QUIC_REQUEST_TIMEOUT,
+        frame::read_frame::<_, LinkRequest>(&mut recv, MAX_REQUEST_MESSAGE_BYTES),
+    )
+    .await;
+    let Ok(first) = first else {
+        let _ = fail(
+            &mut send,
+            &Status::deadline_exceeded("no request within the stream's time limit"),
+        )
+        .await;
+        return;
+    };
+    let req = match first {
         Ok(Some(Frame::Message(r, _))) => r,
         Ok(Some(Frame::Status(_))) | Ok(None) => {
             let _ = fail(

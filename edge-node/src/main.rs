@@ -30,6 +30,22 @@ enum Command {
         #[arg(long, env = "NETMOE_CACHE_DIR")]
         cache_dir: Option<std::path::PathBuf>,
     },
+    /// Join a secured cluster: make a key, trade a one-time token and a
+    /// certificate request for a node certificate, and keep them in DIR.
+    Join {
+        /// The coordinator, e.g. https://10.0.0.2:50050.
+        #[arg(long, env = "NETMOE_COORDINATOR")]
+        coordinator: String,
+        /// The token `coordinator token create` printed.
+        #[arg(long, env = "NETMOE_JOIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The id this node will serve under (a-z, 0-9, '-').
+        #[arg(long, env = "NETMOE_NODE_ID")]
+        node_id: String,
+        /// Where to keep node.key (0600), node.pem and ca.pem.
+        #[arg(long, env = "NETMOE_TLS_DIR")]
+        tls_dir: std::path::PathBuf,
+    },
     /// Ask a running node to write about SEGMENT; streams the text, then
     /// prints the accounting on stderr.
     Ask {
@@ -70,6 +86,28 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => serve(*args),
+        Command::Join {
+            coordinator,
+            token,
+            node_id,
+            tls_dir,
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let tls = rt.block_on(netmoe_edge_node::join::join(
+                &coordinator,
+                &token,
+                &node_id,
+                &tls_dir,
+            ))?;
+            println!(
+                "joined as {} (certificate {}, valid until {}); serve with: edge-node serve --tls-dir {} --coordinator {coordinator}",
+                tls.me.name,
+                tls.me.serial,
+                tls.me.not_after,
+                tls_dir.display()
+            );
+            Ok(())
+        }
         Command::Ask {
             segment,
             endpoint,
@@ -108,7 +146,22 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.resolve()?;
+    let mut config = args.resolve()?;
+    // A node that holds a certificate serves under the id it names.
+    if let Some(dir) = &config.tls_dir {
+        use netmoe_common::pki::{Role, TlsDir};
+        if TlsDir::exists(dir, Role::Node) {
+            let id = TlsDir::load(dir, Role::Node)?.me.name;
+            if let Some(flag) = &config.node_id {
+                anyhow::ensure!(
+                    *flag == id,
+                    "--node-id {flag:?} but the certificate in {} is for {id:?}",
+                    dir.display()
+                );
+            }
+            config.node_id = Some(id);
+        }
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -117,7 +170,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let cfg = config.clone();
         let state = tokio::task::spawn_blocking(move || node::build(&cfg, addr, true)).await??;
-        let quic = node::bind_quic(&config, addr, &state)?;
+        let tls = node::tls_identity(&config, &state.node_id).await?;
+        let quic = node::bind_quic(&config, addr, &state, tls.as_ref())?;
         let shutdown = CancellationToken::new();
         tokio::spawn(netmoe_edge_node::server::cancel_on_signal(shutdown.clone()));
         tracing::info!(
@@ -135,6 +189,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             quic,
             state.clone(),
             registration,
+            tls,
             config.grace,
             shutdown,
         )

@@ -68,7 +68,7 @@ pub fn build(
     let node_id = config
         .node_id
         .clone()
-        .unwrap_or_else(|| format!("{}-{}", profile.name, listen.port()));
+        .unwrap_or_else(|| default_node_id(&profile.name, listen.port()));
     let state = Arc::new(NodeState::new(
         node_id,
         profile,
@@ -91,13 +91,14 @@ pub fn bind_quic(
     config: &NodeConfig,
     listen: SocketAddr,
     state: &NodeState,
+    tls: Option<&netmoe_common::pki::TlsDir>,
 ) -> Result<Option<quinn::Endpoint>, LinkServeError> {
     let addr = match config.quic {
         QuicListen::Off => return Ok(None),
         QuicListen::At(a) => a,
         QuicListen::Auto => listen,
     };
-    let identity = crate::link::identity(config, listen)?;
+    let identity = crate::link::identity(config, listen, tls)?;
     let (endpoint, info) = match crate::link::bind(addr, &identity) {
         Err(e) if config.quic == QuicListen::Auto => {
             tracing::info!(error = %e, "UDP port of the gRPC listener is taken; QUIC on a free port");
@@ -116,15 +117,66 @@ pub fn bind_quic(
     Ok(Some(endpoint))
 }
 
+/// `<profile>-<port>`, made a valid certificate name (lowercase, a-z0-9-).
+pub fn default_node_id(profile: &str, port: u16) -> String {
+    let base: String = profile
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let base = base.trim_matches('-');
+    let base = if base.is_empty() { "node" } else { base };
+    format!("{}-{port}", &base[..base.len().min(50)])
+}
+
+/// The node's TLS identity: loaded from its directory, or made by joining
+/// with the token when the directory holds none yet. The certificate's id
+/// must be the id the node serves under.
+pub async fn tls_identity(
+    config: &NodeConfig,
+    node_id: &str,
+) -> anyhow::Result<Option<netmoe_common::pki::TlsDir>> {
+    use netmoe_common::pki::{Role, TlsDir};
+    let Some(dir) = &config.tls_dir else {
+        return Ok(None);
+    };
+    let tls = if TlsDir::exists(dir, Role::Node) {
+        TlsDir::load(dir, Role::Node)?
+    } else {
+        let token = config.join_token.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} holds no node certificate: give --join-token (from `coordinator token create`) or run `edge-node join`",
+                dir.display()
+            )
+        })?;
+        let coordinator = config
+            .coordinator
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("--join-token needs --coordinator"))?;
+        crate::join::join(coordinator, token, node_id, dir).await?
+    };
+    anyhow::ensure!(
+        tls.me.name == node_id,
+        "the certificate in {} is for node {:?}, but this node serves as {node_id:?} (drop --node-id, or join again)",
+        dir.display(),
+        tls.me.name
+    );
+    Ok(Some(tls))
+}
+
 /// How the node registers, if a coordinator is configured.
 pub fn registration(config: &NodeConfig, listen: SocketAddr) -> Option<Registration> {
     let coordinator = config.coordinator.clone()?;
     Some(Registration {
         coordinator,
-        endpoint: config
-            .advertise
-            .clone()
-            .unwrap_or_else(|| format!("http://{listen}")),
+        endpoint: config.advertise.clone().unwrap_or_else(|| {
+            let scheme = if config.tls_dir.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{listen}")
+        }),
         period: config.heartbeat,
     })
 }

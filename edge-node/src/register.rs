@@ -10,16 +10,20 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use crate::service::NodeState;
+use netmoe_common::pki::{COORDINATOR_SERVER_NAME, TlsDir};
 
 /// Longest wait between attempts while the coordinator is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Keeps the node registered until `shutdown`.
+/// With `tls`, the coordinator is dialled over mTLS with the node's
+/// certificate and verified as the cluster's coordinator.
 pub async fn keep_registered(
     state: Arc<NodeState>,
     coordinator: String,
     endpoint: String,
     period: Duration,
+    tls: Option<TlsDir>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = period;
@@ -28,7 +32,7 @@ pub async fn keep_registered(
     loop {
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = beat(&state, &coordinator, &endpoint, &mut client, &mut registered) => r,
+            r = beat(&state, &coordinator, &endpoint, tls.as_ref(), &mut client, &mut registered) => r,
         };
         let wait = match outcome {
             Ok(()) => {
@@ -54,14 +58,21 @@ async fn beat(
     state: &NodeState,
     coordinator: &str,
     endpoint: &str,
+    tls: Option<&TlsDir>,
     client: &mut Option<CoordinatorClient<Channel>>,
     registered: &mut bool,
 ) -> Result<(), tonic::Status> {
     if client.is_none() {
-        let c = CoordinatorClient::connect(coordinator.to_owned())
+        let ep = netmoe_common::pki::grpc::endpoint(
+            coordinator,
+            tls.map(|t| t.client(COORDINATOR_SERVER_NAME)),
+        )
+        .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        let channel = ep
+            .connect()
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        *client = Some(c);
+        *client = Some(CoordinatorClient::new(channel));
     }
     let c = client.as_mut().expect("connected above");
     if !*registered {

@@ -23,6 +23,33 @@ pub struct Registration {
     pub period: Duration,
 }
 
+/// Only the coordinator's certificate may call a secured node's
+/// `EdgeNode` service (another node's: PERMISSION_DENIED).
+#[derive(Clone)]
+pub struct CoordinatorOnly(pub bool);
+
+impl tonic::service::Interceptor for CoordinatorOnly {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if !self.0 {
+            return Ok(req);
+        }
+        match netmoe_common::pki::grpc::peer_of_request(&req) {
+            Some(Ok(p)) if p.role == netmoe_common::pki::Role::Coordinator => Ok(req),
+            Some(Ok(p)) => {
+                tracing::warn!(peer = %p, "non-coordinator certificate called the node; refused");
+                Err(tonic::Status::permission_denied(format!(
+                    "a {} certificate may not call an edge node; only the coordinator",
+                    p.role
+                )))
+            }
+            Some(Err(e)) => Err(tonic::Status::unauthenticated(e.to_string())),
+            None => Err(tonic::Status::unauthenticated(
+                "a client certificate is required",
+            )),
+        }
+    }
+}
+
 /// Errors of the server itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -43,6 +70,7 @@ pub async fn run(
     quic: Option<quinn::Endpoint>,
     state: Arc<NodeState>,
     registration: Option<Registration>,
+    tls: Option<netmoe_common::pki::TlsDir>,
     grace: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
@@ -51,12 +79,19 @@ pub async fn run(
     health
         .set_serving::<EdgeNodeServer<EdgeNodeService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(netmoe_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let service = EdgeNodeServer::new(EdgeNodeService::new(state.clone()))
-        .max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES);
+    let support = support_routes(&["netmoe.v1.EdgeNode"], health_service)?;
+    let service = tonic::service::interceptor::InterceptedService::new(
+        EdgeNodeServer::new(EdgeNodeService::new(state.clone()))
+            .max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES),
+        CoordinatorOnly(tls.is_some()),
+    );
+    let mut builder = tonic::transport::Server::builder();
+    match &tls {
+        Some(t) => builder = builder.tls_config(t.server(false))?,
+        None => tracing::warn!(
+            "--insecure: plaintext gRPC; anyone who reaches this port can use this node"
+        ),
+    }
 
     if let Some(r) = registration {
         tasks.spawn(crate::register::keep_registered(
@@ -64,6 +99,7 @@ pub async fn run(
             r.coordinator,
             r.endpoint,
             r.period,
+            tls.clone(),
             shutdown.child_token(),
         ));
     }
@@ -73,6 +109,7 @@ pub async fn run(
             state.clone(),
             shutdown.clone(),
             tasks.clone(),
+            tls.is_some(),
         ));
     }
     let engine = state.engine.clone();
@@ -94,9 +131,8 @@ pub async fn run(
     });
     tasks.close();
 
-    let result = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
+    let result = builder
+        .add_routes(support)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled())
         .await;
@@ -108,6 +144,30 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     }
     Ok(result?)
+}
+
+/// Health and gRPC reflection, both `grpc.reflection.v1` and `v1alpha`
+/// (older grpcurl and Python's reflection client speak only v1alpha),
+/// listing exactly `services` (full names) besides health and reflection.
+pub fn support_routes(
+    services: &[&str],
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> Result<tonic::service::Routes, tonic_reflection::server::Error> {
+    let builder = || {
+        let mut b = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(netmoe_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for s in services {
+            b = b.with_service_name(*s);
+        }
+        b
+    };
+    Ok(tonic::service::Routes::new(health)
+        .add_service(builder().build_v1()?)
+        .add_service(builder().build_v1alpha()?))
 }
 
 /// The accepted connections of `listener`, with Nagle's algorithm off: a

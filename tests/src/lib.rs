@@ -80,6 +80,7 @@ async fn start_edge_node_on(model: PathBuf, extra: &[&str]) -> anyhow::Result<Se
         "2",
         "--warmup-tokens",
         "8",
+        "--insecure",
         "--model",
     ]
     .iter()
@@ -114,6 +115,7 @@ pub async fn start_cluster(
         coordinator_threads: 2,
         coordinator_args: coordinator_args.iter().map(|s| (*s).to_owned()).collect(),
         log: child_log(),
+        secure: true,
     };
     Ok(Cluster::start(&spec).await?)
 }

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use netmoe_coordinator::cluster::{ServerProcess, sibling_binary};
-use netmoe_proto::v1::{self, coordinator_client::CoordinatorClient};
+use netmoe_proto::v1;
 use netmoe_tests::{child_log, model_path};
 
 /// Added delay each way, where netem exists.
@@ -156,6 +156,7 @@ async fn probes_and_routing_see_a_netem_degraded_link() -> anyhow::Result<()> {
         "16384",
         "--local-candidate",
         "false",
+        "--insecure",
         "--model",
     ]);
     args.push(model.clone().into());
@@ -180,6 +181,7 @@ async fn probes_and_routing_see_a_netem_degraded_link() -> anyhow::Result<()> {
             id,
             "--heartbeat-ms",
             "500",
+            "--insecure",
             "--coordinator",
         ]);
         a.push(format!("http://{coord_host}:{port}").into());
@@ -207,7 +209,9 @@ async fn probes_and_routing_see_a_netem_degraded_link() -> anyhow::Result<()> {
     .await?;
 
     // Each node is probed when it registers; wait for both probes.
-    let mut c = CoordinatorClient::connect(format!("http://127.0.0.1:{port}")).await?;
+    let mut c =
+        netmoe_coordinator::client::connect(&format!("http://127.0.0.1:{port}"), None, None)
+            .await?;
     let started = Instant::now();
     let (near, far) = loop {
         let nodes = c

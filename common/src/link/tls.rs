@@ -62,6 +62,9 @@ pub struct ServerIdentity {
     key: PrivateKeyDer<'static>,
     /// True when generated at start (dev mode).
     pub self_signed: bool,
+    /// When set, clients must present a certificate chaining to these
+    /// roots (mutual TLS, a secured cluster).
+    pub client_roots: Option<Arc<RootCertStore>>,
 }
 
 impl ServerIdentity {
@@ -72,6 +75,7 @@ impl ServerIdentity {
             chain: vec![ck.cert.der().clone()],
             key: PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()).into(),
             self_signed: true,
+            client_roots: None,
         })
     }
 
@@ -93,6 +97,21 @@ impl ServerIdentity {
             chain,
             key: key_der,
             self_signed: false,
+            client_roots: None,
+        })
+    }
+
+    /// A node's identity in a secured cluster: its CA-issued certificate,
+    /// and only clients with a certificate from the same CA.
+    pub fn cluster(tls: &crate::pki::TlsDir) -> Result<Self, TlsError> {
+        let (chain, key, roots) = tls
+            .rustls_parts()
+            .map_err(|e| TlsError::Quic(e.to_string()))?;
+        Ok(Self {
+            chain,
+            key,
+            self_signed: false,
+            client_roots: Some(Arc::new(roots)),
         })
     }
 
@@ -103,10 +122,20 @@ impl ServerIdentity {
 
     /// The quinn server configuration presenting this identity.
     pub fn server_config(&self) -> Result<quinn::ServerConfig, TlsError> {
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?;
+        let builder = match &self.client_roots {
+            Some(roots) => builder.with_client_cert_verifier(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    roots.clone(),
+                    provider(),
+                )
+                .build()
+                .map_err(|e| TlsError::Quic(e.to_string()))?,
+            ),
+            None => builder.with_no_client_auth(),
+        };
+        let mut tls = builder.with_single_cert(self.chain.clone(), self.key.clone_key())?;
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let quic = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
         let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
@@ -122,9 +151,31 @@ pub enum Trust {
     Pinned(String),
     /// Certificates chaining to these roots, for the server name dialled.
     Roots(Arc<RootCertStore>),
+    /// A secured cluster: the CA's roots, and the coordinator's own
+    /// certificate presented to the node (mutual TLS).
+    Cluster {
+        /// The cluster CA.
+        roots: Arc<RootCertStore>,
+        /// The coordinator's chain, end-entity first.
+        chain: Vec<CertificateDer<'static>>,
+        /// Its key.
+        key: Arc<PrivateKeyDer<'static>>,
+    },
 }
 
 impl Trust {
+    /// The cluster trust of a secured coordinator.
+    pub fn cluster(tls: &crate::pki::TlsDir) -> Result<Self, TlsError> {
+        let (chain, key, roots) = tls
+            .rustls_parts()
+            .map_err(|e| TlsError::Quic(e.to_string()))?;
+        Ok(Self::Cluster {
+            roots: Arc::new(roots),
+            chain,
+            key: Arc::new(key),
+        })
+    }
+
     /// Roots from a PEM bundle.
     pub fn roots_from_pem(path: &Path) -> Result<Self, TlsError> {
         let err = |m: String| TlsError::Pem {
@@ -147,24 +198,28 @@ impl Trust {
     pub fn client_config(&self) -> Result<quinn::ClientConfig, TlsError> {
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?;
-        let mut tls = match self {
-            Trust::Roots(roots) => builder
-                .with_root_certificates(roots.clone())
-                .with_no_client_auth(),
-            Trust::Pinned(fp) => {
-                let fp = fp.to_ascii_lowercase();
-                if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(TlsError::BadFingerprint(fp));
+        let mut tls =
+            match self {
+                Trust::Roots(roots) => builder
+                    .with_root_certificates(roots.clone())
+                    .with_no_client_auth(),
+                Trust::Cluster { roots, chain, key } => builder
+                    .with_root_certificates(roots.clone())
+                    .with_client_auth_cert(chain.clone(), key.clone_key())?,
+                Trust::Pinned(fp) => {
+                    let fp = fp.to_ascii_lowercase();
+                    if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(TlsError::BadFingerprint(fp));
+                    }
+                    builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(Pinned {
+                            sha256: fp,
+                            algorithms: provider().signature_verification_algorithms,
+                        }))
+                        .with_no_client_auth()
                 }
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(Pinned {
-                        sha256: fp,
-                        algorithms: provider().signature_verification_algorithms,
-                    }))
-                    .with_no_client_auth()
-            }
-        };
+            };
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let quic = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
         let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
