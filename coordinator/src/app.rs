@@ -154,8 +154,11 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
         Some(dir) => Auth::open(dir)?,
         None => Auth::Insecure,
     });
-    let registry =
-        Arc::new(Registry::new(config.heartbeat, config.liveness).with_tls(auth.tls().cloned()));
+    let registry = Arc::new(
+        Registry::new(config.heartbeat, config.liveness)
+            .with_tls(auth.tls().cloned())
+            .with_quarantine_after(config.quarantine_after),
+    );
     let mut policies: HashMap<String, Arc<dyn RoutingPolicy>> = HashMap::new();
     for name in BASELINES {
         policies.insert(

@@ -146,6 +146,10 @@ pub struct ServeArgs {
     /// network you own; a warning is logged at start).
     #[arg(long, env = "NETMOE_INSECURE")]
     pub insecure: bool,
+    /// Rejected node reports after which a node is quarantined (not
+    /// routed to) [default: 3].
+    #[arg(long, env = "NETMOE_QUARANTINE_AFTER")]
+    pub quarantine_after: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,6 +181,7 @@ struct FileConfig {
     metrics_listen: Option<SocketAddr>,
     tls_dir: Option<PathBuf>,
     insecure: Option<bool>,
+    quarantine_after: Option<u32>,
 }
 
 /// What embeds texts for the gate.
@@ -260,6 +265,8 @@ pub struct CoordinatorConfig {
     pub tls_dir: Option<PathBuf>,
     /// Plaintext, no access control.
     pub insecure: bool,
+    /// Violations before quarantine.
+    pub quarantine_after: u32,
 }
 
 impl CoordinatorConfig {
@@ -382,6 +389,11 @@ impl ServeArgs {
             metrics_listen: self.metrics_listen.or(f.metrics_listen),
             tls_dir: self.tls_dir.or(f.tls_dir),
             insecure: self.insecure || f.insecure.unwrap_or(false),
+            quarantine_after: self
+                .quarantine_after
+                .or(f.quarantine_after)
+                .unwrap_or(crate::checks::DEFAULT_QUARANTINE_AFTER)
+                .max(1),
             listen: self
                 .listen
                 .or(f.listen)
