@@ -21,6 +21,8 @@ use crate::registry::{NodeEntry, Registry};
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(30);
 /// How long dialling a node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest a probe of one node may take (its transfers included).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Which data plane carries segments to the nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -194,14 +196,21 @@ impl Links {
             bytes: if bytes == 0 { self.probe_bytes } else { bytes },
             cost: self.cost,
         };
+        let failed = |error: String| v1::LinkProbe {
+            node_id: node.id().to_owned(),
+            ok: false,
+            error,
+            ..Default::default()
+        };
         let probe = match self.connection(node).await {
-            Ok(conn) => netmoe_common::link::probe(&conn, node.id(), &settings).await,
-            Err(e) => v1::LinkProbe {
-                node_id: node.id().to_owned(),
-                ok: false,
-                error: e.to_string(),
-                ..Default::default()
-            },
+            // A node that stalls a probe holds it for PROBE_TIMEOUT at most.
+            Ok(conn) => tokio::time::timeout(
+                PROBE_TIMEOUT,
+                netmoe_common::link::probe(&conn, node.id(), &settings),
+            )
+            .await
+            .unwrap_or_else(|_| failed(format!("probe took longer than {PROBE_TIMEOUT:?}"))),
+            Err(e) => failed(e.to_string()),
         };
         if probe.ok {
             tracing::debug!(

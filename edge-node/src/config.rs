@@ -445,3 +445,29 @@ mod tests {
         assert!(err.to_string().contains("snr"), "{err}");
     }
 }
+
+/// Arbitrary settings files: a configuration or a named error.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_settings_file_resolves_or_errs(
+            text in "([a-z_]{1,20} = (\"[ -~]{0,20}\"|-?[0-9]{1,12}|true|\\[\\]|\\{\\})\n){0,6}[ -~\n]{0,40}",
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("node.toml");
+            std::fs::write(&file, &text).unwrap();
+            let _ = ServeArgs {
+                insecure: true,
+                config: Some(file),
+                ..Default::default()
+            }
+            .resolve();
+        }
+    }
+}

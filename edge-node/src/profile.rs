@@ -382,3 +382,41 @@ mod tests {
         assert_eq!(p.render_template("s", "k", true), "c|s\nAll: k\n");
     }
 }
+
+/// Arbitrary and mutated profile files: a profile or a named error.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn shipped() -> &'static str {
+        BUILTIN[0].1
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_text_is_a_profile_or_an_error(text in ".{0,600}") {
+            let _ = ExpertProfile::parse(&text);
+        }
+
+        #[test]
+        fn mutated_profiles_are_a_profile_or_an_error(
+            cut in 0usize..2000,
+            at in 0usize..2000,
+            junk in "[ -~\n]{0,40}",
+        ) {
+            let mut s = shipped().to_owned();
+            let cut = cut.min(s.len());
+            s.truncate(cut.max(at.min(s.len())));
+            let at = at.min(s.len());
+            if s.is_char_boundary(at) {
+                s.insert_str(at, &junk);
+            }
+            if let Ok(p) = ExpertProfile::parse(&s) {
+                prop_assert!(!p.name.is_empty());
+            }
+        }
+    }
+}

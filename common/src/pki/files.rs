@@ -142,7 +142,7 @@ impl JsonRecords {
     }
 
     /// The file's modification stamp, to reload only on change.
-    pub fn stamp(&self) -> Option<(std::time::SystemTime, u64)> {
+    pub fn stamp(&self) -> Option<Stamp> {
         let m = std::fs::metadata(&self.path).ok()?;
         Some((m.modified().ok()?, m.len()))
     }
@@ -154,8 +154,11 @@ impl JsonRecords {
 #[derive(Debug)]
 pub struct Watched<T> {
     records: JsonRecords,
-    cache: std::sync::Mutex<(Option<(std::time::SystemTime, u64)>, std::sync::Arc<Vec<T>>)>,
+    cache: std::sync::Mutex<(Option<Stamp>, std::sync::Arc<Vec<T>>)>,
 }
+
+/// A file's modification time and length.
+pub type Stamp = (std::time::SystemTime, u64);
 
 impl<T: DeserializeOwned> Watched<T> {
     /// Watches `records`.

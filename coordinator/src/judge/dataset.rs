@@ -210,3 +210,39 @@ mod tests {
         assert!(matches!(err, DatasetError::Invalid(_)));
     }
 }
+
+/// Arbitrary and mutated judge sets: passages or a named error.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SHIPPED: &str = include_str!("../../data/judge_set.jsonl");
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_text_is_passages_or_an_error(text in "(\\{.{0,200}\\}\n){0,4}") {
+            if let Ok(p) = parse_passages(&text) {
+                let _ = make_pairs(&p, 1);
+            }
+        }
+
+        #[test]
+        fn mutated_sets_are_passages_or_an_error(
+            lines in 1usize..30,
+            at in 0usize..4000,
+            junk in "[ -~]{0,12}",
+        ) {
+            let mut s: String = SHIPPED.lines().take(lines).collect::<Vec<_>>().join("\n");
+            let at = at.min(s.len());
+            if s.is_char_boundary(at) {
+                s.insert_str(at, &junk);
+            }
+            if let Ok(p) = parse_passages(&s) {
+                let _ = make_pairs(&p, 1);
+            }
+        }
+    }
+}

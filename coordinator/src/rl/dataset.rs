@@ -393,3 +393,42 @@ mod tests {
         ));
     }
 }
+
+/// Arbitrary and mutated dataset files: a dataset or a named error.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SHIPPED: &str = include_str!("../../data/routing_dataset_retest.jsonl");
+
+    fn load_text(text: &str) -> Result<Dataset, RlError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("d.jsonl");
+        std::fs::write(&path, text).expect("write");
+        Dataset::load(&path)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_text_is_a_dataset_or_an_error(text in "(\\{.{0,200}\\}\n){0,4}") {
+            let _ = load_text(&text);
+        }
+
+        #[test]
+        fn mutated_datasets_are_a_dataset_or_an_error(
+            lines in 1usize..40,
+            at in 0usize..4000,
+            junk in "[ -~]{0,12}",
+        ) {
+            let mut s: String = SHIPPED.lines().take(lines).collect::<Vec<_>>().join("\n");
+            let at = at.min(s.len());
+            if s.is_char_boundary(at) {
+                s.insert_str(at, &junk);
+            }
+            let _ = load_text(&s);
+        }
+    }
+}
