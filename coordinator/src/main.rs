@@ -91,6 +91,21 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Exit 0 when the coordinator at ENDPOINT answers `grpc.health.v1`
+    /// SERVING (the container health check); with its state directory it
+    /// connects over mTLS as itself.
+    Health {
+        /// The coordinator's gRPC endpoint.
+        #[arg(
+            long,
+            env = "NETMOE_HEALTH_ENDPOINT",
+            default_value = "127.0.0.1:50050"
+        )]
+        endpoint: String,
+        /// The coordinator's state directory.
+        #[arg(long, env = "NETMOE_TLS_DIR")]
+        tls_dir: Option<PathBuf>,
+    },
     /// The cluster CA: init, issue, list, revoke.
     #[command(subcommand)]
     Ca(netmoe_coordinator::admin::CaCommand),
@@ -325,6 +340,26 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     match Cli::parse().command {
         Command::Serve(args) => rt.block_on(serve(*args)),
+        Command::Health { endpoint, tls_dir } => {
+            use netmoe_common::pki::{COORDINATOR_SERVER_NAME, Role, TlsDir};
+            let tls = tls_dir
+                .as_deref()
+                .map(|d| TlsDir::load(d, Role::Coordinator))
+                .transpose()?;
+            let uri = if endpoint.contains("://") {
+                endpoint
+            } else {
+                format!("http://{endpoint}")
+            };
+            let ok = rt.block_on(netmoe_edge_node::client::health(
+                &uri,
+                tls.as_ref(),
+                COORDINATOR_SERVER_NAME,
+            ))?;
+            anyhow::ensure!(ok, "not serving");
+            println!("serving");
+            Ok(())
+        }
         Command::Ca(cmd) => netmoe_coordinator::admin::ca(cmd),
         Command::Token(cmd) => netmoe_coordinator::admin::token(cmd),
         Command::Key(cmd) => netmoe_coordinator::admin::key(cmd),

@@ -250,7 +250,13 @@ pub fn nodes_table(nodes: &[v1::NodeStatus]) -> String {
             info.model
                 .map(|m| format!("{} ({})", m.name, m.layout))
                 .unwrap_or_default(),
-            n.live,
+            if !n.quarantined.is_empty() {
+                "quar"
+            } else if n.live {
+                "yes"
+            } else {
+                "no"
+            },
             n.snr.as_ref().map_or(0.0, |s| s.snr_db),
             n.tokens_per_second,
             load.active + load.queued,
@@ -261,6 +267,15 @@ pub fn nodes_table(nodes: &[v1::NodeStatus]) -> String {
             age,
             n.endpoint
         );
+        if !n.quarantined.is_empty() {
+            let _ = writeln!(o, "  quarantined (not routed to): {}", n.quarantined);
+        } else if n.violations > 0 {
+            let _ = writeln!(
+                o,
+                "  {} rejected report(s); last: {}",
+                n.violations, n.last_violation
+            );
+        }
     }
     o
 }

@@ -53,3 +53,32 @@ pub async fn generate_to(
     }
     Err(ClientError::Truncated)
 }
+
+/// Asks `grpc.health.v1` at `endpoint` (the container health check of both
+/// binaries). With `tls` the server is verified as `server_name` and this
+/// identity is presented (health is served to any certificate of the CA).
+/// True when the server says SERVING.
+pub async fn health(
+    endpoint: &str,
+    tls: Option<&netmoe_common::pki::TlsDir>,
+    server_name: &str,
+) -> Result<bool, ClientError> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let ep = netmoe_common::pki::grpc::endpoint(endpoint, tls.map(|t| t.client(server_name)))
+        .map_err(|e| ClientError::Status(tonic::Status::invalid_argument(e.to_string())))?
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(std::time::Duration::from_secs(3));
+    let channel = ep.connect().await.map_err(|source| ClientError::Connect {
+        endpoint: endpoint.to_owned(),
+        source,
+    })?;
+    let resp = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner();
+    Ok(resp.status == ServingStatus::Serving as i32)
+}

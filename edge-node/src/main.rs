@@ -46,6 +46,21 @@ enum Command {
         #[arg(long, env = "NETMOE_TLS_DIR")]
         tls_dir: std::path::PathBuf,
     },
+    /// Exit 0 when the node at ENDPOINT answers `grpc.health.v1` SERVING
+    /// (the container health check). With a TLS directory (the node's own),
+    /// the node is verified by the id in its certificate.
+    Health {
+        /// The node's gRPC endpoint.
+        #[arg(
+            long,
+            env = "NETMOE_HEALTH_ENDPOINT",
+            default_value = "127.0.0.1:50051"
+        )]
+        endpoint: String,
+        /// The node's TLS directory.
+        #[arg(long, env = "NETMOE_TLS_DIR")]
+        tls_dir: Option<std::path::PathBuf>,
+    },
     /// Ask a running node to write about SEGMENT; streams the text, then
     /// prints the accounting on stderr.
     Ask {
@@ -86,6 +101,27 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => serve(*args),
+        Command::Health { endpoint, tls_dir } => {
+            use netmoe_common::pki::{Role, TlsDir, node_server_name};
+            let tls = tls_dir
+                .as_deref()
+                .map(|d| TlsDir::load(d, Role::Node))
+                .transpose()?;
+            let name = tls
+                .as_ref()
+                .map(|t| node_server_name(&t.me.name))
+                .unwrap_or_default();
+            let uri = if endpoint.contains("://") {
+                endpoint
+            } else {
+                format!("http://{endpoint}")
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            let ok = rt.block_on(client::health(&uri, tls.as_ref(), &name))?;
+            anyhow::ensure!(ok, "not serving");
+            println!("serving");
+            Ok(())
+        }
         Command::Join {
             coordinator,
             token,
