@@ -4,4 +4,6 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export NETMOE_MODELS="${NETMOE_MODELS:-$HOME/.cache/netmoe/models}"
-docker-compose -f "$HERE/docker-compose.yml" -p "${NETMOE_PROJECT:-netmoe}" --profile tools down -v --remove-orphans
+extra=()
+[ -n "${NETMOE_COMPOSE_EXTRA:-}" ] && extra=(-f "$NETMOE_COMPOSE_EXTRA")
+docker-compose -f "$HERE/docker-compose.yml" "${extra[@]}" -p "${NETMOE_PROJECT:-netmoe}" --profile tools down -v --remove-orphans

@@ -8,7 +8,10 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 "$HERE/../docker/build-images.sh"
 export NETMOE_MODELS="${NETMOE_MODELS:-$HOME/.cache/netmoe/models}"
-compose() { docker-compose -f "$HERE/docker-compose.yml" -p "${NETMOE_PROJECT:-netmoe}" "$@"; }
+# NETMOE_COMPOSE_EXTRA: an overlay, e.g. deploy/compose/docker-compose.shaped.yml.
+extra=()
+[ -n "${NETMOE_COMPOSE_EXTRA:-}" ] && extra=(-f "$NETMOE_COMPOSE_EXTRA")
+compose() { docker-compose -f "$HERE/docker-compose.yml" "${extra[@]}" -p "${NETMOE_PROJECT:-netmoe}" "$@"; }
 started=$(date +%s)
 echo "netmoe: starting the cluster (models from $NETMOE_MODELS, read-only)" >&2
 compose up -d >&2

@@ -127,6 +127,23 @@ pub struct ServeArgs {
     /// yet (a one-time token from `coordinator token create`).
     #[arg(long, env = "NETMOE_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
+    /// Shape this network interface with `tc netem` from the simulated
+    /// SNR (rate B·log2(1+SNR), re-shaped at each heartbeat's draw); needs
+    /// CAP_NET_ADMIN [default: off].
+    #[arg(long, env = "NETMOE_SHAPE_INTERFACE")]
+    pub shape_interface: Option<String>,
+    /// Bandwidth B of the shaped link, Hz [default: 10000, the cost model's].
+    #[arg(long, env = "NETMOE_SHAPE_BANDWIDTH_HZ")]
+    pub shape_bandwidth_hz: Option<f64>,
+    /// One-way delay the shaped link adds, ms [default: 5].
+    #[arg(long, env = "NETMOE_SHAPE_DELAY_MS")]
+    pub shape_delay_ms: Option<f64>,
+    /// Jitter of that delay, ms [default: 1].
+    #[arg(long, env = "NETMOE_SHAPE_JITTER_MS")]
+    pub shape_jitter_ms: Option<f64>,
+    /// Random loss of the shaped link, percent [default: 0].
+    #[arg(long, env = "NETMOE_SHAPE_LOSS_PERCENT")]
+    pub shape_loss_percent: Option<f64>,
     /// Serve plaintext gRPC to anyone and register without a certificate
     /// (a lab on a network you own; a warning is logged at start).
     #[arg(long, env = "NETMOE_INSECURE")]
@@ -242,6 +259,23 @@ pub struct NodeConfig {
     pub tls_dir: Option<PathBuf>,
     /// One-time token to join with when `tls_dir` holds no certificate.
     pub join_token: Option<String>,
+    /// Kernel link shaping, when asked for.
+    pub shape: Option<ShapeConfig>,
+}
+
+/// `--shape-*` resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShapeConfig {
+    /// Interface.
+    pub interface: String,
+    /// B, Hz.
+    pub bandwidth_hz: f64,
+    /// Delay, ms.
+    pub delay_ms: f64,
+    /// Jitter, ms.
+    pub jitter_ms: f64,
+    /// Loss, percent.
+    pub loss_percent: f64,
 }
 
 fn positive(key: &'static str, v: u32) -> Result<u32, ConfigError> {
@@ -346,10 +380,37 @@ impl ServeArgs {
                 "--join-token needs --tls-dir to keep the certificate in",
             ));
         }
+        let shape = match self.shape_interface {
+            None => None,
+            Some(interface) => {
+                let c = ShapeConfig {
+                    interface,
+                    bandwidth_hz: self
+                        .shape_bandwidth_hz
+                        .unwrap_or(netmoe_common::cost::DEFAULT_BANDWIDTH_HZ),
+                    delay_ms: self.shape_delay_ms.unwrap_or(5.0),
+                    jitter_ms: self.shape_jitter_ms.unwrap_or(1.0),
+                    loss_percent: self.shape_loss_percent.unwrap_or(0.0),
+                };
+                let ok = c.bandwidth_hz.is_finite()
+                    && c.bandwidth_hz > 0.0
+                    && c.delay_ms >= 0.0
+                    && c.jitter_ms >= 0.0
+                    && (0.0..=100.0).contains(&c.loss_percent);
+                if !ok {
+                    return Err(ConfigError::invalid(
+                        "shape_interface",
+                        "shaping needs a positive bandwidth, non-negative delay and jitter, loss within 0-100%",
+                    ));
+                }
+                Some(c)
+            }
+        };
         Ok(NodeConfig {
             quic,
             tls,
             emulate_bandwidth_hz,
+            shape,
             tls_dir,
             join_token: self.join_token,
             listen: self

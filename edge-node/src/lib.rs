@@ -11,6 +11,7 @@
 //! - [`link`]: the QUIC endpoint beside gRPC: data plane and probes.
 //! - [`join`]: joining a secured cluster with a one-time token (key made here, CSR, certificate back).
 //! - [`register`]: registration and heartbeats to the coordinator (mTLS in a secured cluster).
+//! - [`shaper`]: kernel link shaping (`tc netem`) of the node's interface from its simulated SNR.
 //! - [`server`]: serving on a bound listener with health, reflection and drain.
 //! - [`config`]: flags, environment and file resolved into [`NodeConfig`].
 //! - [`hardware`]: the hardware summary reported by `Info`.
@@ -32,6 +33,7 @@ pub mod register;
 pub mod sampling;
 pub mod server;
 pub mod service;
+pub mod shaper;
 
 pub use config::{NodeConfig, ServeArgs};
 pub use engine::{Engine, EngineConfig, EngineError};

@@ -38,6 +38,8 @@ pub const MAX_CONCURRENT_PROBES: usize = 4;
 pub struct LinkState {
     /// What `Info` and registration advertise.
     pub info: std::sync::OnceLock<v1::LinkInfo>,
+    /// Kernel shaping of the node's interface, when configured.
+    pub shaper: std::sync::OnceLock<crate::shaper::Shaper>,
     probe_slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -45,6 +47,7 @@ impl Default for LinkState {
     fn default() -> Self {
         Self {
             info: std::sync::OnceLock::new(),
+            shaper: std::sync::OnceLock::new(),
             probe_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PROBES)),
         }
     }

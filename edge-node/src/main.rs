@@ -206,6 +206,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let cfg = config.clone();
         let state = tokio::task::spawn_blocking(move || node::build(&cfg, addr, true)).await??;
+        if let Some(s) = &config.shape {
+            let shaper = netmoe_edge_node::shaper::Shaper::new(
+                s.interface.clone(),
+                s.bandwidth_hz,
+                s.delay_ms,
+                s.jitter_ms,
+                s.loss_percent,
+            );
+            let snr = state.draw_snr().snr_db;
+            let rate = shaper
+                .apply(snr)
+                .await
+                .with_context(|| format!("cannot shape {} (needs CAP_NET_ADMIN)", s.interface))?;
+            tracing::info!(interface = %s.interface, snr_db = snr, rate_bps = rate, "link shaped from the simulated SNR");
+            let _ = state.link.shaper.set(shaper);
+        }
         let tls = node::tls_identity(&config, &state.node_id).await?;
         let quic = node::bind_quic(&config, addr, &state, tls.as_ref())?;
         let shutdown = CancellationToken::new();

@@ -86,10 +86,16 @@ async fn beat(
         tracing::info!(coordinator, node = %state.node_id, heartbeat_ms = resp.heartbeat_interval_ms, "registered");
         *registered = true;
     }
+    let snr = state.draw_snr();
+    if let Some(shaper) = state.link.shaper.get()
+        && let Err(e) = shaper.apply(snr.snr_db).await
+    {
+        tracing::warn!(error = %e, "link shaping failed");
+    }
     let resp = c
         .heartbeat(v1::HeartbeatRequest {
             node_id: state.node_id.clone(),
-            snr: Some(state.draw_snr()),
+            snr: Some(snr),
             load: Some(state.load()),
             tokens_per_second: state.engine.tokens_per_second(),
         })

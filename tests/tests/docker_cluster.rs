@@ -11,8 +11,6 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const PROJECT: &str = "netmoe-test";
-const PORT: &str = "50150";
 const PROMPT: &str = "Write a story in which a young knight rides out to face a dragon, a robot scientist repairs a starship far from Earth, and a family of otters survives the first winter storm.";
 
 fn root() -> std::path::PathBuf {
@@ -35,16 +33,6 @@ fn docker_available() -> Result<(), String> {
     Ok(())
 }
 
-fn compose(args: &[&str]) -> Command {
-    let mut c = Command::new("docker-compose");
-    c.arg("-f")
-        .arg(root().join("deploy/compose/docker-compose.yml"))
-        .args(["-p", PROJECT])
-        .args(args)
-        .env("NETMOE_COORDINATOR_PORT", PORT);
-    c
-}
-
 fn run(mut c: Command) -> Output {
     let out = c.output().expect("spawn");
     if !out.status.success() {
@@ -63,17 +51,82 @@ fn docker(args: &[&str]) -> Output {
     run(c)
 }
 
-/// The coordinator's node table: (id, live column).
-fn nodes() -> Vec<(String, String)> {
-    let out = run(compose(&["run", "--rm", "-T", "client", "nodes"]));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 4 && !l.starts_with(' ')).then(|| (f[0].to_owned(), f[4].to_owned()))
-        })
-        .collect()
+/// One compose project of the cluster, removed (volumes too) on drop.
+struct Stack {
+    project: &'static str,
+    port: &'static str,
+    extra: Option<&'static str>,
+}
+
+impl Stack {
+    fn env(&self, c: &mut Command) {
+        c.env("NETMOE_PROJECT", self.project)
+            .env("NETMOE_COORDINATOR_PORT", self.port);
+        if let Some(x) = self.extra {
+            c.env("NETMOE_COMPOSE_EXTRA", root().join(x));
+        }
+    }
+
+    fn compose(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("docker-compose");
+        c.arg("-f")
+            .arg(root().join("deploy/compose/docker-compose.yml"));
+        if let Some(x) = self.extra {
+            c.arg("-f").arg(root().join(x));
+        }
+        c.args(["-p", self.project]).args(args);
+        self.env(&mut c);
+        c
+    }
+
+    /// Builds the images, starts the cluster, answers PROMPT (up.sh).
+    fn up(&self) -> Output {
+        let mut up = Command::new(root().join("deploy/compose/up.sh"));
+        up.arg(PROMPT);
+        self.env(&mut up);
+        run(up)
+    }
+
+    /// The coordinator's node table: (id, live column).
+    fn nodes(&self) -> Vec<(String, String)> {
+        let out = run(self.compose(&["run", "--rm", "-T", "client", "nodes"]));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() > 4 && !l.starts_with(' ')).then(|| (f[0].to_owned(), f[4].to_owned()))
+            })
+            .collect()
+    }
+
+    fn container(&self, service: &str) -> String {
+        format!("{}_{service}_1", self.project)
+    }
+
+    fn ask_json(&self) -> Command {
+        self.compose(&[
+            "run",
+            "--rm",
+            "-T",
+            "client",
+            "run",
+            PROMPT,
+            "--max-tokens",
+            "48",
+            "--policy",
+            "relevance",
+            "--json",
+        ])
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let mut c = Command::new(root().join("deploy/compose/down.sh"));
+        self.env(&mut c);
+        let _ = c.stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
 }
 
 fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Duration {
@@ -85,24 +138,8 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Dura
     t.elapsed()
 }
 
-fn ask_json() -> Command {
-    compose(&[
-        "run",
-        "--rm",
-        "-T",
-        "client",
-        "run",
-        PROMPT,
-        "--max-tokens",
-        "48",
-        "--policy",
-        "relevance",
-        "--json",
-    ])
-}
-
 fn parse(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "ask failed");
+    assert!(out.status.success(), "command failed");
     serde_json::from_slice(&out.stdout).expect("JSON answer")
 }
 
@@ -115,16 +152,6 @@ fn targets(v: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-struct Down;
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let mut c = Command::new(root().join("deploy/compose/down.sh"));
-        c.env("NETMOE_PROJECT", PROJECT);
-        let _ = c.stdout(Stdio::null()).stderr(Stdio::null()).status();
-    }
-}
-
 #[test]
 fn the_secured_compose_cluster_answers_survives_a_kill_and_routes_around_a_partition() {
     if let Err(why) = docker_available() {
@@ -133,14 +160,14 @@ fn the_secured_compose_cluster_answers_survives_a_kill_and_routes_around_a_parti
         );
         return;
     }
-    let _down = Down;
+    let stack = Stack {
+        project: "netmoe-test",
+        port: "50150",
+        extra: None,
+    };
     // Up: images built here, cluster started, every node joined, one answer.
     let started = Instant::now();
-    let mut up = Command::new(root().join("deploy/compose/up.sh"));
-    up.arg(PROMPT)
-        .env("NETMOE_PROJECT", PROJECT)
-        .env("NETMOE_COORDINATOR_PORT", PORT);
-    let out = run(up);
+    let out = stack.up();
     assert!(out.status.success(), "up.sh failed");
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("── story ("), "{table}");
@@ -157,14 +184,15 @@ fn the_secured_compose_cluster_answers_survives_a_kill_and_routes_around_a_parti
     );
 
     // Kill a node in the middle of a request: the request completes on the others.
-    let asking = ask_json()
+    let asking = stack
+        .ask_json()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("ask");
     std::thread::sleep(Duration::from_millis(2500));
     assert!(
-        docker(&["kill", &format!("{PROJECT}_scifi_1")])
+        docker(&["kill", &stack.container("scifi")])
             .status
             .success()
     );
@@ -176,12 +204,13 @@ fn the_secured_compose_cluster_answers_survives_a_kill_and_routes_around_a_parti
     );
     assert!(!v["story"].as_str().unwrap_or_default().trim().is_empty());
     assert!(
-        docker(&["start", &format!("{PROJECT}_scifi_1")])
+        docker(&["start", &stack.container("scifi")])
             .status
             .success()
     );
     wait_for("scifi back after restart", Duration::from_secs(120), || {
-        nodes()
+        stack
+            .nodes()
             .iter()
             .any(|(id, live)| id == "scifi" && live == "yes")
     });
@@ -189,15 +218,16 @@ fn the_secured_compose_cluster_answers_survives_a_kill_and_routes_around_a_parti
     // Partition: nature is cut off, dropped within the liveness timeout
     // (1.5 s; the check itself takes a client container start), routed
     // around, and back once reconnected.
-    let network = format!("{PROJECT}_edge");
-    let nature = format!("{PROJECT}_nature_1");
+    let network = format!("{}_edge", stack.project);
+    let nature = stack.container("nature");
     assert!(
         docker(&["network", "disconnect", &network, &nature])
             .status
             .success()
     );
     let dropped = wait_for("nature dropped", Duration::from_secs(15), || {
-        nodes()
+        stack
+            .nodes()
             .iter()
             .any(|(id, live)| id == "nature" && live == "no")
     });
@@ -205,7 +235,7 @@ fn the_secured_compose_cluster_answers_survives_a_kill_and_routes_around_a_parti
         "partitioned node seen dropped after {:.1} s",
         dropped.as_secs_f64()
     );
-    let v = parse(&run(ask_json()));
+    let v = parse(&run(stack.ask_json()));
     assert_eq!(v["partial"], false, "{v}");
     assert!(
         !targets(&v).contains(&"nature".to_owned()),
@@ -217,7 +247,8 @@ fn the_secured_compose_cluster_answers_survives_a_kill_and_routes_around_a_parti
             .success()
     );
     let back = wait_for("nature back", Duration::from_secs(60), || {
-        nodes()
+        stack
+            .nodes()
             .iter()
             .any(|(id, live)| id == "nature" && live == "yes")
     });
@@ -225,4 +256,71 @@ fn the_secured_compose_cluster_answers_survives_a_kill_and_routes_around_a_parti
         "reconnected node live again after {:.1} s",
         back.as_secs_f64()
     );
+}
+
+#[test]
+fn shaped_links_follow_the_shannon_rate_of_each_nodes_snr() {
+    if let Err(why) = docker_available() {
+        eprintln!(
+            "\n*** SKIPPED docker_cluster (shaped): {why}. This test needs a Docker engine and docker-compose. ***\n"
+        );
+        return;
+    }
+    let stack = Stack {
+        project: "netmoe-shaped",
+        port: "50151",
+        extra: Some("deploy/compose/docker-compose.shaped.yml"),
+    };
+    let out = stack.up();
+    assert!(out.status.success(), "up.sh (shaped) failed");
+    // Probe each link with 8 KiB each way: fantasy at 18 dB, nature at 3 dB.
+    let probes = parse(&run(stack.compose(&[
+        "run", "--rm", "-T", "client", "probe", "--bytes", "8192", "--json",
+    ])));
+    let by = |id: &str| {
+        probes
+            .as_array()
+            .expect("probes")
+            .iter()
+            .find(|p| p["node_id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no probe of {id}: {probes}"))
+    };
+    let (hi, lo) = (by("fantasy"), by("nature"));
+    let goodput = |p: &serde_json::Value| p["down_goodput_bps"].as_f64().expect("goodput");
+    let shannon = |db: f64| 10_000.0 * (1.0 + 10f64.powf(db / 10.0)).log2();
+    let expected = shannon(18.0) / shannon(3.0);
+    let measured = goodput(&hi) / goodput(&lo);
+    eprintln!(
+        "shaped goodput: fantasy {:.0} b/s (Shannon {:.0}), nature {:.0} b/s (Shannon {:.0}); ratio {measured:.2}, Shannon ratio {expected:.2}",
+        goodput(&hi),
+        shannon(18.0),
+        goodput(&lo),
+        shannon(3.0)
+    );
+    // Tolerance: 35% either way (packet headers and QUIC's own pacing make
+    // goodput fall below the netem rate, more so on the slow link).
+    assert!(
+        (measured / expected - 1.0).abs() < 0.35,
+        "goodput ratio {measured:.2} vs Shannon ratio {expected:.2}"
+    );
+    // Each goodput is below its shaped rate, never above.
+    assert!(goodput(&hi) < shannon(18.0) * 1.05 && goodput(&lo) < shannon(3.0) * 1.05);
+    // The delay is netem's; kernels without netem shape the rate with tbf
+    // alone (the node logs it), and then there is no delay to see.
+    let logs = run(stack.compose(&["logs", "--no-color", "fantasy"]));
+    let tbf = String::from_utf8_lossy(&logs.stdout).contains("the kernel has no netem");
+    if tbf {
+        eprintln!(
+            "*** this kernel has no netem: rate shaped with tbf, the 20 ms delay check is skipped ***"
+        );
+    } else {
+        for p in [&hi, &lo] {
+            let rtt = p["echo_rtt_ms"].as_f64().expect("rtt");
+            assert!(
+                rtt >= 19.0,
+                "the probe did not see the 20 ms shaped delay: {p}"
+            );
+        }
+    }
 }
