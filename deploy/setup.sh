@@ -44,4 +44,7 @@ netmoe_apt
 netmoe_build
 NETMOE_MODEL_PATH="$(netmoe_model default)"
 NETMOE_INSTRUCT_MODEL_PATH="$(netmoe_model smollm2-135m-instruct)"
+# The gate's embedding model, so a coordinator never fetches on first use
+# (the containers cannot: their model volume is read-only).
+netmoe_model all-minilm-l6-v2 >/dev/null
 export NETMOE_MODEL_PATH NETMOE_INSTRUCT_MODEL_PATH

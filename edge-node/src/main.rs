@@ -23,7 +23,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Fetch (or check) a model into the cache and print its path.
     FetchModel {
-        /// A path, an http(s) URL, or "default".
+        /// A path, an http(s) URL, or a catalog name: "default", "smollm2-135m-instruct",
+        /// or the gate's "all-minilm-l6-v2".
         #[arg(default_value = "default")]
         model: String,
         /// Cache directory [default: ~/.cache/netmoe].
@@ -96,7 +97,14 @@ fn main() -> anyhow::Result<()> {
                 progress: true,
                 ..FetchOptions::default()
             };
-            let path = resolve_model(&model, &dir, &opts)?;
+            // The gate's embedding model is a catalog asset but no GGUF:
+            // fetched the same way, so images and offline hosts can carry it.
+            let path = match netmoe_common::fetch::catalog::find(&model) {
+                Some(asset) if !netmoe_common::fetch::catalog::MODELS.contains(&asset) => {
+                    netmoe_common::fetch::fetch_asset(asset, &dir, &opts)?
+                }
+                _ => resolve_model(&model, &dir, &opts)?,
+            };
             println!("{}", path.display());
             Ok(())
         }

@@ -114,8 +114,10 @@ impl Shaper {
             format!("{:.0}bit", rate),
             "burst".into(),
             "2kb".into(),
-            "latency".into(),
-            "400ms".into(),
+            // A queue deep enough that a slow link delays rather than
+            // drops (a 400 ms queue at 16 kbit/s holds under one packet).
+            "limit".into(),
+            "64kb".into(),
         ]);
         a
     }
