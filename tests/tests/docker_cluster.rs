@@ -304,8 +304,9 @@ fn shaped_links_follow_the_shannon_rate_of_each_nodes_snr() {
         (measured / expected - 1.0).abs() < 0.35,
         "goodput ratio {measured:.2} vs Shannon ratio {expected:.2}"
     );
-    // Each goodput is below its shaped rate, never above.
-    assert!(goodput(&hi) < shannon(18.0) * 1.05 && goodput(&lo) < shannon(3.0) * 1.05);
+    // Each goodput stays near or below its shaped rate (the 2 KB token
+    // bucket lets a short probe run a little ahead of it).
+    assert!(goodput(&hi) < shannon(18.0) * 1.15 && goodput(&lo) < shannon(3.0) * 1.15);
     // The delay is netem's; kernels without netem shape the rate with tbf
     // alone (the node logs it), and then there is no delay to see.
     let logs = run(stack.compose(&["logs", "--no-color", "fantasy"]));
