@@ -308,7 +308,7 @@ pub fn generate_events(
     let job = state.job(req)?;
     let request_id = job.request_id.clone();
     let generation = state.engine.submit(job)?;
-    tracing::debug!(request = %request_id, prompt_tokens = generation.prompt_tokens, "accepted");
+    tracing::info!(request = %request_id, prompt_tokens = generation.prompt_tokens, "generation accepted");
     let stream = StreamState {
         generation,
         snr: state.draw_snr(),

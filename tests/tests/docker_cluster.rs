@@ -100,6 +100,18 @@ impl Stack {
             .collect()
     }
 
+    /// How many generations a node's log says it has accepted.
+    fn accepted(&self, service: &str) -> usize {
+        let out = Command::new("docker")
+            .args(["logs", &self.container(service)])
+            .output()
+            .expect("docker logs");
+        let log = [out.stdout, out.stderr].concat();
+        String::from_utf8_lossy(&log)
+            .matches("generation accepted")
+            .count()
+    }
+
     fn container(&self, service: &str) -> String {
         format!("{}_{service}_1", self.project)
     }
@@ -183,14 +195,19 @@ fn the_secured_compose_cluster_answers_survives_a_kill_and_routes_around_a_parti
         started.elapsed().as_secs_f64()
     );
 
-    // Kill a node in the middle of a request: the request completes on the others.
+    // Kill a node in the middle of a request: the request completes on the
+    // others. The kill waits until scifi has accepted its segment (its log
+    // says so), so it lands during generation however slow the host is.
+    let accepted_before = stack.accepted("scifi");
     let asking = stack
         .ask_json()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("ask");
-    std::thread::sleep(Duration::from_millis(2500));
+    wait_for("scifi accepts a segment", Duration::from_secs(60), || {
+        stack.accepted("scifi") > accepted_before
+    });
     assert!(
         docker(&["kill", &stack.container("scifi")])
             .status
