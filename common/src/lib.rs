@@ -6,6 +6,7 @@
 //! - [`fetch`]: the model cache: fetching the default model, resolving `--model` arguments.
 //! - [`gguf`]: GGUF header checks, so a bad model file is a clear error, not a llama.cpp crash.
 //! - [`link`]: the QUIC link (quinn): framing, TLS, probes, channel-emulating pacer.
+//! - [`prom`]: the two `/metrics` text formats (OpenMetrics, Prometheus 0.0.4) and which to serve.
 //! - [`pki`]: the project CA, certificate identities, TLS of the gRPC links, API-key bearer.
 
 pub mod channel;
@@ -15,6 +16,7 @@ pub mod fetch;
 pub mod gguf;
 pub mod link;
 pub mod pki;
+pub mod prom;
 
 pub use channel::{ChannelError, SnrDraw, SnrModel, SnrSampler, db_to_linear, linear_to_db};
 pub use cost::{CostModel, Reward, Transfer};

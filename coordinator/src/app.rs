@@ -22,7 +22,7 @@ use crate::fusion::Fuser;
 use crate::gate::{DEFAULT_GATE_TEMPERATURE, Embedder, Gate, MINILM_GATE_TEMPERATURE, MiniLm};
 use crate::judge::{HeuristicJudge, Judge, LocalJudge, OpenAiJudge, QualityJudge};
 use crate::links::Links;
-use crate::pipeline::{DEFAULT_MAX_CONCURRENT_ASKS, Pipeline, PipelineConfig};
+use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::policy::{BASELINES, RoutingPolicy, baseline};
 use crate::registry::Registry;
 use netmoe_common::link::Trust;
@@ -188,7 +188,7 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
             .map(Trust::roots_from_pem)
             .transpose()?,
     };
-    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let metrics = Arc::new(crate::metrics::Metrics::new().with_cost(config.cost));
     let links = Arc::new(Links::new(
         roots,
         config.probe_bytes,
@@ -214,7 +214,10 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
             local_candidate: config.local_candidate,
             transport: config.transport,
         },
-        limit: Semaphore::new(DEFAULT_MAX_CONCURRENT_ASKS),
+        limit: Semaphore::new(config.max_concurrent_asks),
+        limit_size: config.max_concurrent_asks,
+        recent: Default::default(),
+        policy_file: config.policy_file.clone(),
         learner,
     }))
 }

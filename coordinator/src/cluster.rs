@@ -21,6 +21,8 @@ use crate::client::Client;
 pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// The line a server prints on stdout once it accepts requests.
 pub const READY_PREFIX: &str = "NETMOE_READY ";
+/// The line a process prints, before its readiness line, when it serves HTTP.
+pub const HTTP_PREFIX: &str = "NETMOE_HTTP ";
 
 /// Failures starting or stopping processes.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +91,8 @@ pub struct ServerProcess {
     pub name: String,
     /// Where it serves gRPC.
     pub addr: SocketAddr,
+    /// Where it serves HTTP (API, metrics, dashboard), when it does.
+    pub http_addr: Option<SocketAddr>,
     child: Child,
 }
 
@@ -121,13 +125,14 @@ impl ServerProcess {
             name: name.into(),
             reason,
         };
-        let addr = tokio::time::timeout(READY_TIMEOUT, ready_line(stdout))
+        let (addr, http_addr) = tokio::time::timeout(READY_TIMEOUT, ready_line(stdout))
             .await
             .map_err(|_| not_ready(format!("no readiness line within {READY_TIMEOUT:?}")))?
             .map_err(not_ready)?;
         Ok(Self {
             name: name.into(),
             addr,
+            http_addr,
             child,
         })
     }
@@ -201,16 +206,23 @@ impl ServerProcess {
 
 /// Reads stdout until the readiness line, then keeps draining it in the
 /// background so the child never blocks on a full pipe.
-async fn ready_line(stdout: tokio::process::ChildStdout) -> Result<SocketAddr, String> {
+async fn ready_line(
+    stdout: tokio::process::ChildStdout,
+) -> Result<(SocketAddr, Option<SocketAddr>), String> {
     let mut lines = BufReader::new(stdout).lines();
+    let parse = |a: &str| {
+        a.trim()
+            .parse::<SocketAddr>()
+            .map_err(|e| format!("bad address {a:?}: {e}"))
+    };
+    let mut http = None;
     while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
-        if let Some(addr) = line.strip_prefix(READY_PREFIX) {
-            let addr = addr
-                .trim()
-                .parse()
-                .map_err(|e| format!("bad address {addr:?}: {e}"))?;
+        if let Some(addr) = line.strip_prefix(HTTP_PREFIX) {
+            http = Some(parse(addr)?);
+        } else if let Some(addr) = line.strip_prefix(READY_PREFIX) {
+            let addr = parse(addr)?;
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Ok(addr);
+            return Ok((addr, http));
         }
     }
     Err("exited before it was ready".into())

@@ -327,6 +327,8 @@ async fn collect_prompt(
                 seed: Some(args.seed.wrapping_add(s as u32)),
                 request_id: format!("{id}-{s}-{e}"),
                 transport: p.config.transport,
+                temperature: None,
+                events: None,
             });
         }
     }

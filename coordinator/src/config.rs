@@ -137,6 +137,15 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
     #[arg(long, env = "NETMOE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve the HTTP API (OpenAI-compatible `/v1/...`, with API keys as
+    /// bearer tokens when secured), `/metrics` and the dashboard at
+    /// http://ADDR/ [default: off].
+    #[arg(long, env = "NETMOE_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Requests answered at once; more are refused (gRPC
+    /// RESOURCE_EXHAUSTED, HTTP 429) [default: 4].
+    #[arg(long, env = "NETMOE_MAX_CONCURRENT_ASKS")]
+    pub max_concurrent_asks: Option<usize>,
     /// The cluster's state directory (made by `coordinator ca init DIR`):
     /// the CA, the coordinator's certificate, join tokens, API keys. Every
     /// link is then mutual TLS.
@@ -179,6 +188,8 @@ struct FileConfig {
     probe_interval_ms: Option<u64>,
     probe_bytes: Option<u64>,
     metrics_listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
+    max_concurrent_asks: Option<usize>,
     tls_dir: Option<PathBuf>,
     insecure: Option<bool>,
     quarantine_after: Option<u32>,
@@ -261,6 +272,10 @@ pub struct CoordinatorConfig {
     pub probe_bytes: u64,
     /// Where to serve `/metrics`, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve the HTTP API and dashboard, if anywhere.
+    pub http_listen: Option<SocketAddr>,
+    /// Requests answered at once.
+    pub max_concurrent_asks: usize,
     /// The state directory of a secured coordinator.
     pub tls_dir: Option<PathBuf>,
     /// Plaintext, no access control.
@@ -387,6 +402,12 @@ impl ServeArgs {
             probe_interval,
             probe_bytes,
             metrics_listen: self.metrics_listen.or(f.metrics_listen),
+            http_listen: self.http_listen.or(f.http_listen),
+            max_concurrent_asks: self
+                .max_concurrent_asks
+                .or(f.max_concurrent_asks)
+                .unwrap_or(crate::pipeline::DEFAULT_MAX_CONCURRENT_ASKS)
+                .clamp(1, 1024),
             tls_dir: self.tls_dir.or(f.tls_dir),
             insecure: self.insecure || f.insecure.unwrap_or(false),
             quarantine_after: self

@@ -43,6 +43,55 @@ pub struct SegmentJob {
     pub request_id: String,
     /// Data plane to the node.
     pub transport: Transport,
+    /// Sampling temperature (None: the expert's).
+    pub temperature: Option<f32>,
+    /// Where a streamed request's events go (None: not streamed).
+    pub events: Option<SegmentEvents>,
+}
+
+/// The streaming side of one segment: its index in the prompt and the
+/// request's event channel. Bounded: a slow reader slows its own request.
+#[derive(Debug, Clone)]
+pub struct SegmentEvents {
+    /// The segment's index in the prompt.
+    pub index: u32,
+    /// The request's events.
+    pub tx: tokio::sync::mpsc::Sender<v1::AskEvent>,
+}
+
+impl SegmentEvents {
+    /// Sends one event; a reader that has gone away is not an error here
+    /// (the request is being cancelled).
+    async fn send(&self, event: v1::ask_event::Event) {
+        let _ = self.tx.send(v1::AskEvent { event: Some(event) }).await;
+    }
+
+    async fn started(&self, attempt: u32, target: &str, expert: &str) {
+        self.send(v1::ask_event::Event::Started(v1::SegmentStarted {
+            index: self.index,
+            attempt,
+            target: target.to_owned(),
+            expert: expert.to_owned(),
+        }))
+        .await;
+    }
+
+    async fn finished(&self, out: &SegmentOutcome) {
+        self.send(v1::ask_event::Event::Finished(v1::SegmentFinished {
+            index: self.index,
+            target: out.target.clone(),
+            error: out.error.clone().unwrap_or_default(),
+        }))
+        .await;
+    }
+
+    async fn piece(&self, text: &str) {
+        self.send(v1::ask_event::Event::Piece(v1::SegmentPiece {
+            index: self.index,
+            text: text.to_owned(),
+        }))
+        .await;
+    }
 }
 
 /// What came back for one segment.
@@ -123,6 +172,19 @@ impl Dispatcher {
         choice: &Choice,
         job: &SegmentJob,
     ) -> SegmentOutcome {
+        let out = self.try_candidates(view, choice, job).await;
+        if let Some(ev) = &job.events {
+            ev.finished(&out).await;
+        }
+        out
+    }
+
+    async fn try_candidates(
+        &self,
+        view: &SegmentView,
+        choice: &Choice,
+        job: &SegmentJob,
+    ) -> SegmentOutcome {
         let mut last = SegmentOutcome::default();
         let mut attempts = 0;
         for &ci in &choice.ranking {
@@ -144,6 +206,9 @@ impl Dispatcher {
                 }
             };
             attempts += 1;
+            if let Some(ev) = &job.events {
+                ev.started(attempts, &cand.target, &cand.expert).await;
+            }
             let started = Instant::now();
             let result = match &node {
                 None => self.run_local(job).await,
@@ -218,7 +283,11 @@ impl Dispatcher {
                 .await
                 .map_err(|_| ("local expert timed out".to_owned(), 0, false))?;
             match ev {
-                Some(EngineEvent::Piece { .. }) => {}
+                Some(EngineEvent::Piece { text, .. }) => {
+                    if let Some(ev) = &job.events {
+                        ev.piece(&text).await;
+                    }
+                }
                 Some(EngineEvent::Done(s)) => {
                     let words = s.text.split_whitespace().count() as u32;
                     let fin = v1::GenerateFinal {
@@ -287,7 +356,7 @@ impl Dispatcher {
                 Ok(Some(Err(e))) => return Err((e.to_string(), call.bytes_up, e.unreachable())),
                 Ok(Some(Ok(ev))) => ev,
             };
-            if let Some(f) = absorb(&mut text, ev, job) {
+            if let Some(f) = absorb(&mut text, ev, job).await {
                 return Ok(SegmentOutcome {
                     text: f.text.clone(),
                     fin: Some(f),
@@ -319,11 +388,18 @@ fn allowed_tokens(job: &SegmentJob, node: &NodeEntry) -> u32 {
 /// message, which ends the stream. The same on both transports. The text
 /// kept is capped at what the coordinator's token limit allows: a node
 /// that streams more fails the final check, and never grows our memory.
-fn absorb(text: &mut String, ev: v1::GenerateEvent, job: &SegmentJob) -> Option<v1::GenerateFinal> {
+async fn absorb(
+    text: &mut String,
+    ev: v1::GenerateEvent,
+    job: &SegmentJob,
+) -> Option<v1::GenerateFinal> {
     match ev.event? {
         Event::Piece(p) => {
             if text.len() <= crate::checks::max_text_bytes(crate::pipeline::MAX_ASK_TOKENS) {
                 text.push_str(&p.text);
+                if let Some(ev) = &job.events {
+                    ev.piece(&p.text).await;
+                }
             }
             None
         }
@@ -342,8 +418,9 @@ fn request(job: &SegmentJob) -> v1::GenerateRequest {
         segment: job.segment.clone(),
         context: job.context.clone(),
         max_tokens: job.max_tokens,
-        sampling: job.seed.map(|s| v1::SamplingParams {
-            seed: Some(s),
+        sampling: (job.seed.is_some() || job.temperature.is_some()).then(|| v1::SamplingParams {
+            seed: job.seed,
+            temperature: job.temperature,
             ..Default::default()
         }),
         deadline_ms: Some(job.deadline.as_millis().min(u128::from(u32::MAX)) as u32),
@@ -398,7 +475,7 @@ async fn run_remote(
             Ok(Some(Ok(ev))) => ev,
         };
         bytes_down += ev.encoded_len() as u64 + FRAME;
-        if let Some(f) = absorb(&mut text, ev, job) {
+        if let Some(f) = absorb(&mut text, ev, job).await {
             return Ok(SegmentOutcome {
                 text: f.text.clone(),
                 fin: Some(f),

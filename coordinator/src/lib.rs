@@ -14,6 +14,8 @@
 //! - [`fusion`]: passages into one story, and how much of each it kept.
 //! - [`judge`]: 0-10 text judges (heuristic default, local GGUF, OpenAI-compatible).
 //! - [`pipeline`]: one request end to end, with the cost accounting.
+//! - [`stream`]: a streamed request's events (cancelled when dropped) and their text in prompt order.
+//! - [`http`]: the HTTP API (OpenAI-compatible), `/metrics` and the dashboard.
 //! - [`service`]: the `Coordinator` gRPC service.
 //! - [`server`]: serving on a bound listener, health, reflection, liveness sweep.
 //! - [`config`]: flags, environment and file resolved into [`config::CoordinatorConfig`].
@@ -40,6 +42,7 @@ pub mod config;
 pub mod dispatch;
 pub mod fusion;
 pub mod gate;
+pub mod http;
 pub mod judge;
 pub mod links;
 pub mod metrics;
@@ -50,4 +53,5 @@ pub mod report;
 pub mod rl;
 pub mod server;
 pub mod service;
+pub mod stream;
 pub mod text;

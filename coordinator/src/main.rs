@@ -44,6 +44,12 @@ struct AskArgs {
     /// Data plane to the nodes: grpc or quic [default: the coordinator's].
     #[arg(long)]
     transport: Option<String>,
+    /// Pin every segment to this expert (its profile name).
+    #[arg(long)]
+    expert: Option<String>,
+    /// Sampling temperature of every expert, (0, 5].
+    #[arg(long)]
+    temperature: Option<f32>,
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -59,6 +65,8 @@ impl AskArgs {
             segment_deadline_ms: None,
             seed: self.seed,
             transport: self.transport.clone().unwrap_or_default(),
+            expert: self.expert.clone().unwrap_or_default(),
+            temperature: self.temperature,
         }
     }
 
@@ -499,6 +507,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             metrics_listener,
             pipeline.metrics.clone(),
             pipeline.registry.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(h) = config.http_listen {
+        let http_listener = tokio::net::TcpListener::bind(h)
+            .await
+            .with_context(|| format!("cannot serve HTTP on {h}"))?;
+        let http_addr = http_listener.local_addr()?;
+        tracing::info!(addr = %http_addr, "HTTP API at /v1, dashboard at /, metrics at /metrics");
+        println!("NETMOE_HTTP {http_addr}");
+        tokio::spawn(netmoe_coordinator::http::serve(
+            http_listener,
+            pipeline.clone(),
             shutdown.clone(),
         ));
     }

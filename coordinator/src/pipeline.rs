@@ -61,6 +61,12 @@ pub enum AskError {
     /// Unknown transport.
     #[error("{0}")]
     UnknownTransport(String),
+    /// Temperature out of range.
+    #[error("temperature {0} is out of range (0, 5]")]
+    BadTemperature(f32),
+    /// No live node serves the pinned expert.
+    #[error("no live node serves expert {0:?}")]
+    UnknownExpert(String),
     /// Unknown policy.
     #[error("unknown policy {name:?}; known: {known}")]
     UnknownPolicy {
@@ -91,29 +97,95 @@ pub enum AskError {
     Judge(#[from] crate::judge::JudgeError),
 }
 
-impl From<AskError> for tonic::Status {
-    fn from(e: AskError) -> Self {
+impl AskError {
+    /// A short label of the reason, for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AskError::EmptyPrompt => "empty_prompt",
+            AskError::PromptTooLarge { .. } => "prompt_too_large",
+            AskError::BadSegmentCount(_) => "bad_segment_count",
+            AskError::ZeroDeadline => "zero_deadline",
+            AskError::BadTokens(_) => "bad_max_tokens",
+            AskError::UnknownTransport(_) => "unknown_transport",
+            AskError::BadTemperature(_) => "bad_temperature",
+            AskError::UnknownExpert(_) => "unknown_expert",
+            AskError::UnknownPolicy { .. } => "unknown_policy",
+            AskError::NoLiveNodes(_) => "no_live_nodes",
+            AskError::Busy(_) => "busy",
+            AskError::AllFailed(_) => "all_segments_failed",
+            AskError::Gate(_) => "gate_failed",
+            AskError::Fusion(_) => "fusion_failed",
+            AskError::Judge(_) => "judge_failed",
+        }
+    }
+}
+
+impl AskError {
+    /// The gRPC code of the refusal (the HTTP API maps it to a status).
+    pub fn code(&self) -> tonic::Code {
         use tonic::Code;
-        let code = match &e {
+        match self {
             AskError::EmptyPrompt
             | AskError::PromptTooLarge { .. }
             | AskError::BadSegmentCount(_)
             | AskError::ZeroDeadline
             | AskError::BadTokens(_)
             | AskError::UnknownTransport(_)
+            | AskError::BadTemperature(_)
             | AskError::UnknownPolicy { .. } => Code::InvalidArgument,
+            AskError::UnknownExpert(_) => Code::NotFound,
             AskError::NoLiveNodes(_) | AskError::AllFailed(_) => Code::Unavailable,
             AskError::Busy(_) => Code::ResourceExhausted,
-            AskError::Gate(_) | AskError::Fusion(_) | AskError::Judge(_) => {
-                // Internal failures may name URLs, paths or a judge's
-                // reply: they go to the log, not to the caller.
-                tracing::error!(error = %e, "internal failure answering a request");
-                return tonic::Status::internal(
-                    "internal error answering the request (details in the coordinator log)",
-                );
-            }
-        };
-        tonic::Status::new(code, e.to_string())
+            AskError::Gate(_) | AskError::Fusion(_) | AskError::Judge(_) => Code::Internal,
+        }
+    }
+
+    /// What the caller is told: internal failures may name URLs, paths or
+    /// a judge's reply, so they go to the log and the caller gets a
+    /// generic line.
+    pub fn public_message(&self) -> String {
+        if self.code() == tonic::Code::Internal {
+            tracing::error!(error = %self, "internal failure answering a request");
+            "internal error answering the request (details in the coordinator log)".into()
+        } else {
+            self.to_string()
+        }
+    }
+}
+
+impl From<AskError> for tonic::Status {
+    fn from(e: AskError) -> Self {
+        tonic::Status::new(e.code(), e.public_message())
+    }
+}
+
+/// Answers kept for the dashboard.
+pub const RECENT_ANSWERS: usize = 20;
+
+/// The last [`RECENT_ANSWERS`] answers with their prompts, newest last.
+#[derive(Debug, Default)]
+pub struct Recent {
+    items: std::sync::Mutex<std::collections::VecDeque<(String, v1::AskResponse)>>,
+}
+
+impl Recent {
+    /// Keeps an answer, dropping the oldest beyond the bound.
+    pub fn push(&self, prompt: &str, r: &v1::AskResponse) {
+        let mut q = self.items.lock().expect("recent lock");
+        if q.len() == RECENT_ANSWERS {
+            q.pop_front();
+        }
+        q.push_back((prompt.to_owned(), r.clone()));
+    }
+
+    /// The kept answers, oldest first.
+    pub fn list(&self) -> Vec<(String, v1::AskResponse)> {
+        self.items
+            .lock()
+            .expect("recent lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -160,6 +232,13 @@ pub struct Pipeline {
     pub config: PipelineConfig,
     /// Bounds concurrent requests.
     pub limit: Semaphore,
+    /// The bound of `limit`, for the refusal message.
+    pub limit_size: usize,
+    /// The last answers, for the dashboard.
+    pub recent: Recent,
+    /// The trained policy's file, when one is loaded (the dashboard shows
+    /// the training curve beside it).
+    pub policy_file: Option<std::path::PathBuf>,
     /// The trained policy, when one is loaded; it learns from the rewards
     /// of the requests it routed unless frozen.
     pub learner: Option<Arc<crate::rl::SacPolicy>>,
@@ -210,6 +289,11 @@ impl Pipeline {
                 known: known.join(", "),
             }
         })?;
+        if let Some(t) = req.temperature
+            && !(t > 0.0 && t <= 5.0)
+        {
+            return Err(AskError::BadTemperature(t));
+        }
         let transport = if req.transport.is_empty() {
             self.config.transport
         } else {
@@ -220,11 +304,39 @@ impl Pipeline {
 
     /// Answers one request.
     pub async fn ask(&self, req: v1::AskRequest) -> Result<v1::AskResponse, AskError> {
+        self.ask_events(req, None).await
+    }
+
+    /// Answers one request, sending its routing decision and each
+    /// segment's text to `events` as they happen (the answer itself is the
+    /// return value). Counted in the metrics, refusals too.
+    pub async fn ask_events(
+        &self,
+        req: v1::AskRequest,
+        events: Option<tokio::sync::mpsc::Sender<v1::AskEvent>>,
+    ) -> Result<v1::AskResponse, AskError> {
+        let prompt = req.prompt.clone();
+        let result = self.answer(req, events).await;
+        match &result {
+            Ok(r) => {
+                self.metrics.observe_answer(r);
+                self.recent.push(&prompt, r);
+            }
+            Err(e) => self.metrics.observe_refusal(e.reason(), e.code()),
+        }
+        result
+    }
+
+    async fn answer(
+        &self,
+        req: v1::AskRequest,
+        events: Option<tokio::sync::mpsc::Sender<v1::AskEvent>>,
+    ) -> Result<v1::AskResponse, AskError> {
         let (prompt, k, policy, transport) = self.validate(&req)?;
         let _permit = self
             .limit
             .try_acquire()
-            .map_err(|_| AskError::Busy(DEFAULT_MAX_CONCURRENT_ASKS))?;
+            .map_err(|_| AskError::Busy(self.limit_size))?;
         let t0 = Instant::now();
         let request_id = format!("{:016x}", rand::random::<u64>());
         let seed = req.seed.unwrap_or_else(rand::random);
@@ -304,14 +416,44 @@ impl Pipeline {
 
         // Route.
         let t1 = Instant::now();
-        let choices = policy.route(
+        let mut choices = policy.route(
             &views,
             &RouteContext {
                 cost: &self.config.cost,
                 seed,
             },
         );
+        if !req.expert.is_empty() {
+            pin(&mut choices, &views, &req.expert)?;
+        }
         let t_route = t1.elapsed();
+        if let Some(tx) = &events {
+            let routed = v1::AskRouted {
+                request_id: request_id.clone(),
+                policy: policy.name().to_owned(),
+                segments: views
+                    .iter()
+                    .zip(&choices)
+                    .map(|(v, c)| {
+                        let first = c.ranking.first().map(|&i| &v.candidates[i]);
+                        v1::SegmentRoute {
+                            index: v.index as u32,
+                            segment: v.text.clone(),
+                            target: first.map(|c| c.target.clone()).unwrap_or_default(),
+                            expert: first.map(|c| c.expert.clone()).unwrap_or_default(),
+                            explanation: c.explanation.clone(),
+                        }
+                    })
+                    .collect(),
+                gate_s: secs(t_gate),
+                route_s: secs(t_route),
+            };
+            let _ = tx
+                .send(v1::AskEvent {
+                    event: Some(v1::ask_event::Event::Routed(routed)),
+                })
+                .await;
+        }
 
         // Dispatch.
         let t2 = Instant::now();
@@ -331,6 +473,11 @@ impl Pipeline {
                 seed: Some((seed as u32).wrapping_add(i as u32)),
                 request_id: format!("{request_id}-{i}"),
                 transport,
+                temperature: req.temperature,
+                events: events.clone().map(|tx| crate::dispatch::SegmentEvents {
+                    index: i as u32,
+                    tx,
+                }),
             })
             .collect();
         // Each passage is judged as soon as its segment is in, while slower
@@ -565,6 +712,26 @@ impl Pipeline {
             paced_s: fin.paced_seconds,
         }
     }
+}
+
+/// Puts the candidates of `expert` first in every segment's ranking (the
+/// rest keep their order as fallbacks); refuses an expert no candidate has.
+fn pin(
+    choices: &mut [crate::policy::Choice],
+    views: &[SegmentView],
+    expert: &str,
+) -> Result<(), AskError> {
+    for (c, v) in choices.iter_mut().zip(views) {
+        if !v.candidates.iter().any(|x| x.expert == expert) {
+            return Err(AskError::UnknownExpert(expert.to_owned()));
+        }
+        c.ranking.sort_by_key(|&i| v.candidates[i].expert != expert);
+        c.explanation = format!(
+            "pinned to expert {expert} by the request | {}",
+            c.explanation
+        );
+    }
+    Ok(())
 }
 
 /// Mean of the answered segments' scores weighted by their words (0 when

@@ -133,6 +133,23 @@ impl Coordinator for CoordinatorService {
         Ok(Response::new(v1::ProbeResponse { probes }))
     }
 
+    type AskStreamStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<v1::AskEvent, Status>> + Send + 'static>,
+    >;
+
+    async fn ask_stream(
+        &self,
+        request: Request<v1::AskRequest>,
+    ) -> Result<Response<Self::AskStreamStream>, Status> {
+        let caller = self.pipeline.auth.client(&request)?;
+        tracing::debug!(%caller, "ask (streamed)");
+        let events = crate::stream::ask_stream(self.pipeline.clone(), request.into_inner());
+        Ok(Response::new(Box::pin(futures::StreamExt::map(
+            events,
+            |r| r.map_err(Status::from),
+        ))))
+    }
+
     async fn ask(
         &self,
         request: Request<v1::AskRequest>,

@@ -118,6 +118,9 @@ pub struct ServeArgs {
     /// 0 turns it off [default: 0].
     #[arg(long, env = "NETMOE_EMULATE_BANDWIDTH_HZ")]
     pub emulate_bandwidth_hz: Option<f64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
+    #[arg(long, env = "NETMOE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// The node's TLS directory (ca.pem, node.pem, node.key), written by
     /// `edge-node join` or by --join-token. Every link is then mutual TLS
     /// and the node id is the one in its certificate.
@@ -177,6 +180,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     emulate_bandwidth_hz: Option<f64>,
+    metrics_listen: Option<SocketAddr>,
     tls_dir: Option<PathBuf>,
     insecure: Option<bool>,
 }
@@ -255,6 +259,8 @@ pub struct NodeConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Emulated channel bandwidth, Hz (0: no emulation).
     pub emulate_bandwidth_hz: f64,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// TLS directory of a secured node (None: `--insecure`).
     pub tls_dir: Option<PathBuf>,
     /// One-time token to join with when `tls_dir` holds no certificate.
@@ -410,6 +416,7 @@ impl ServeArgs {
             quic,
             tls,
             emulate_bandwidth_hz,
+            metrics_listen: self.metrics_listen.or(f.metrics_listen),
             shape,
             tls_dir,
             join_token: self.join_token,

@@ -12,6 +12,7 @@
 //! - [`join`]: joining a secured cluster with a one-time token (key made here, CSR, certificate back).
 //! - [`register`]: registration and heartbeats to the coordinator (mTLS in a secured cluster).
 //! - [`shaper`]: kernel link shaping (`tc netem`) of the node's interface from its simulated SNR.
+//! - [`metrics`]: Prometheus metrics (`/metrics`): generations, speed, prompt-eval, queue wait, load.
 //! - [`server`]: serving on a bound listener with health, reflection and drain.
 //! - [`config`]: flags, environment and file resolved into [`NodeConfig`].
 //! - [`hardware`]: the hardware summary reported by `Info`.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod hardware;
 pub mod join;
 pub mod link;
+pub mod metrics;
 pub mod node;
 pub mod probe;
 pub mod profile;

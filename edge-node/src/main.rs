@@ -241,6 +241,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tokens_per_second = state.engine.tokens_per_second(),
             "serving"
         );
+        if let Some(m) = config.metrics_listen {
+            let metrics_listener = tokio::net::TcpListener::bind(m)
+                .await
+                .with_context(|| format!("cannot serve metrics on {m}"))?;
+            let metrics_addr = metrics_listener.local_addr()?;
+            tracing::info!(addr = %metrics_addr, "metrics at /metrics");
+            println!("NETMOE_HTTP {metrics_addr}");
+            tokio::spawn(netmoe_edge_node::metrics::serve(
+                metrics_listener,
+                state.clone(),
+                shutdown.clone(),
+            ));
+        }
         println!("NETMOE_READY {addr}");
         std::io::stdout().flush()?;
         let registration = node::registration(&config, addr);

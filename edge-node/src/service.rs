@@ -72,6 +72,8 @@ pub struct NodeState {
     pub link: crate::link::LinkState,
     /// How segments are laid out for this node's model (resolved at start).
     pub layout: Layout,
+    /// Prometheus metrics of this node.
+    pub metrics: crate::metrics::NodeMetrics,
 }
 
 impl NodeState {
@@ -97,6 +99,7 @@ impl NodeState {
             pacer,
             link: Default::default(),
             layout,
+            metrics: Default::default(),
         })
     }
 
@@ -134,6 +137,11 @@ impl NodeState {
     }
 
     /// The last draw, without drawing.
+    /// The latest channel draw, if any (for metrics).
+    pub fn latest_snr(&self) -> Option<v1::SnrReport> {
+        self.last_snr()
+    }
+
     fn last_snr(&self) -> Option<v1::SnrReport> {
         let s = self.snr.lock().expect("snr lock");
         s.last().map(|d| report(&d, s.model()))
@@ -305,9 +313,12 @@ pub fn generate_events(
     state: &Arc<NodeState>,
     req: &v1::GenerateRequest,
 ) -> Result<GenerateStream, Status> {
-    let job = state.job(req)?;
-    let request_id = job.request_id.clone();
-    let generation = state.engine.submit(job)?;
+    let admitted = (|| -> Result<_, Status> {
+        let job = state.job(req)?;
+        let id = job.request_id.clone();
+        Ok((id, state.engine.submit(job)?))
+    })();
+    let (request_id, generation) = admitted.inspect_err(|_| state.metrics.refused())?;
     tracing::info!(request = %request_id, prompt_tokens = generation.prompt_tokens, "generation accepted");
     let stream = StreamState {
         generation,
@@ -351,6 +362,7 @@ impl StreamState {
             }
             Some(EngineEvent::Done(stats)) => {
                 self.done = true;
+                self.state.metrics.finished(&stats);
                 let words = stats.text.split_whitespace().count() as u32;
                 let mut fin = v1::GenerateFinal {
                     request_id: self.request_id.clone(),
@@ -382,6 +394,7 @@ impl StreamState {
             }
             Some(EngineEvent::Failed(e)) => {
                 self.done = true;
+                self.state.metrics.failed();
                 Err(Status::from(e))
             }
             None => {
@@ -390,6 +403,14 @@ impl StreamState {
             }
         };
         Some((item, self))
+    }
+}
+
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        if !self.done {
+            self.state.metrics.cancelled();
+        }
     }
 }
 

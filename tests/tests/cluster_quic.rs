@@ -108,7 +108,7 @@ async fn segments_travel_over_quic_and_links_are_probed() -> anyhow::Result<()> 
         );
         assert!(
             text.contains(&format!(
-                "netmoe_link_goodput_bits_per_second{{node=\"{id}\",direction=\"down\"}}"
+                "netmoe_link_goodput_bytes_per_second{{node=\"{id}\",direction=\"down\"}}"
             )),
             "{text}"
         );

@@ -144,6 +144,18 @@ impl Auth {
         Ok(format!("{} (key {})", peer.name, key.name))
     }
 
+    /// An HTTP API call: a live API key as the bearer token (anyone when
+    /// `--insecure`). Returns who it is, or why not.
+    pub fn api_key(&self, bearer: Option<&str>) -> Result<String, String> {
+        let Auth::Secure(s) = self else {
+            return Ok("insecure".into());
+        };
+        s.keys
+            .verify(bearer)
+            .map(|k| format!("key {}", k.name))
+            .map_err(|e| e.to_string())
+    }
+
     /// `Join`: spends the token, certifies the CSR's key as the node.
     pub fn join(&self, req: &v1::JoinRequest) -> Result<v1::JoinResponse, Status> {
         let Auth::Secure(s) = self else {
