@@ -558,7 +558,6 @@ impl Pipeline {
             .map(|(((v, c), o), &score)| self.report(v, c, o, score))
             .collect();
         let totals = totals(&reports);
-        self.metrics.observe_segments(&reports);
         self.learn(policy.name(), &views, &outcomes, &reports).await;
         let total = t0.elapsed();
         let slowest_model = outcomes
