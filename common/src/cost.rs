@@ -21,7 +21,10 @@ pub const DEFAULT_LAMBDA_COMPUTE: f64 = 1.0;
 pub const DEFAULT_LAMBDA_TRANSFER: f64 = 2.0;
 
 /// Parameters of the cost model.
+// Unknown keys are refused: a mistyped `[cost]` key in a settings file
+// must not be silently ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CostModel {
     /// Bandwidth B in Hz.
     pub bandwidth_hz: f64,

@@ -1,5 +1,6 @@
 //! Shared pieces of NetMoE that the coordinator, the edge nodes and the tests all need.
 //!
+//! - [`cli`]: what both binaries share on the command line: exit codes, one-line errors, `--json`, completions, the defaults listing.
 //! - [`channel`]: seeded wireless-channel (SNR) models that edge nodes sample per request.
 //! - [`config`]: the settings-file reader and configuration error of the binaries.
 //! - [`cost`]: the one cost model: Shannon rate, transfer time and energy, compute cost, reward.
@@ -10,6 +11,7 @@
 //! - [`pki`]: the project CA, certificate identities, TLS of the gRPC links, API-key bearer.
 
 pub mod channel;
+pub mod cli;
 pub mod config;
 pub mod cost;
 pub mod fetch;

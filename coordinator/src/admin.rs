@@ -9,6 +9,9 @@ use clap::Subcommand;
 use netmoe_common::pki::ca::{LEAF_DAYS, Validity, now_s};
 use netmoe_common::pki::{Ca, PkiError, Role, TlsDir, files};
 
+use netmoe_common::cli::{Exit, Out, fail};
+use serde_json::json;
+
 use crate::auth::{keys::Keys, tokens::Tokens};
 
 /// `coordinator ca ...`
@@ -149,30 +152,29 @@ pub fn issue_into(
 }
 
 /// Runs `coordinator ca ...`.
-pub fn ca(cmd: CaCommand) -> anyhow::Result<()> {
+pub fn ca(cmd: CaCommand, out: Out) -> anyhow::Result<()> {
     match cmd {
         CaCommand::Init { dir, names } => {
             let ca = Ca::init(&dir, &names)?;
-            println!("CA made in {} (sha256 {})", dir.display(), ca.fingerprint());
-            println!(
-                "serve:        coordinator serve --tls-dir {}",
-                dir.display()
-            );
-            println!(
-                "join a node:  coordinator token create --dir {} --ttl 15m",
-                dir.display()
-            );
-            println!(
-                "a client:     coordinator ca issue --dir {} --client NAME --out DIR; coordinator key create --dir {} --name NAME",
-                dir.display(),
-                dir.display()
-            );
+            let d = dir.display();
+            out.emit(
+                &json!({"dir": dir, "ca_sha256": ca.fingerprint()}),
+                || {
+                    format!(
+                        "CA made in {d} (sha256 {})\n\
+                         serve:        coordinator serve --tls-dir {d}\n\
+                         join a node:  coordinator token create --dir {d} --ttl 15m\n\
+                         a client:     coordinator ca issue --dir {d} --client NAME --out DIR; coordinator key create --dir {d} --name NAME\n",
+                        ca.fingerprint()
+                    )
+                },
+            )
         }
         CaCommand::Issue {
             dir,
             node,
             client,
-            out,
+            out: to,
             days,
         } => {
             let ca = Ca::load(&dir)?;
@@ -181,46 +183,73 @@ pub fn ca(cmd: CaCommand) -> anyhow::Result<()> {
                 (None, Some(c)) => (Role::Client, c),
                 _ => anyhow::bail!("give exactly one of --node ID or --client NAME"),
             };
-            let tls = issue_into(&ca, role, &name, &out, days)?;
-            println!(
-                "{} {} certificate {} (valid until {}) in {}",
-                role,
-                tls.me.name,
-                tls.me.serial,
-                tls.me.not_after,
-                out.display()
-            );
+            let tls = issue_into(&ca, role, &name, &to, days)?;
+            out.emit(
+                &json!({"role": role.to_string(), "name": tls.me.name, "serial": tls.me.serial,
+                        "not_after": tls.me.not_after, "dir": to}),
+                || {
+                    format!(
+                        "{} {} certificate {} (valid until {}) in {}\n",
+                        role,
+                        tls.me.name,
+                        tls.me.serial,
+                        tls.me.not_after,
+                        to.display()
+                    )
+                },
+            )
         }
         CaCommand::List { dir } => {
             let now = now_s();
-            println!(
-                "{:<34} {:<12} {:<24} {:>12} state",
-                "serial", "role", "name", "not_after"
-            );
-            for r in Ca::load(&dir)?.records()? {
-                println!(
-                    "{:<34} {:<12} {:<24} {:>12} {}",
-                    r.serial,
-                    r.role,
-                    r.name,
-                    r.not_after,
-                    state(r.revoked_at, r.not_after, now)
+            let records = Ca::load(&dir)?.records()?;
+            let rows: Vec<_> = records
+                .iter()
+                .map(|r| {
+                    json!({"serial": r.serial, "role": r.role.to_string(), "name": r.name,
+                           "not_after": r.not_after, "state": state(r.revoked_at, r.not_after, now)})
+                })
+                .collect();
+            out.emit(&rows, || {
+                let mut t = format!(
+                    "{:<34} {:<12} {:<24} {:>12} state\n",
+                    "serial", "role", "name", "not_after"
                 );
-            }
+                for r in &records {
+                    t.push_str(&format!(
+                        "{:<34} {:<12} {:<24} {:>12} {}\n",
+                        r.serial,
+                        r.role,
+                        r.name,
+                        r.not_after,
+                        state(r.revoked_at, r.not_after, now)
+                    ));
+                }
+                t
+            })
         }
         CaCommand::Revoke { which, dir } => {
             let hit = Ca::load(&dir)?.revoke(&which)?;
-            anyhow::ensure!(!hit.is_empty(), "no certificate in force matches {which:?}");
-            for r in hit {
-                println!("revoked {} {} ({})", r.role, r.name, r.serial);
+            if hit.is_empty() {
+                return Err(fail(
+                    Exit::Rejected,
+                    format!("no certificate in force matches {which:?}"),
+                ));
             }
+            let rows: Vec<_> = hit
+                .iter()
+                .map(|r| json!({"serial": r.serial, "role": r.role.to_string(), "name": r.name}))
+                .collect();
+            out.emit(&json!({"revoked": rows}), || {
+                hit.iter()
+                    .map(|r| format!("revoked {} {} ({})\n", r.role, r.name, r.serial))
+                    .collect()
+            })
         }
     }
-    Ok(())
 }
 
 /// Runs `coordinator token ...`.
-pub fn token(cmd: TokenCommand) -> anyhow::Result<()> {
+pub fn token(cmd: TokenCommand, out: Out) -> anyhow::Result<()> {
     match cmd {
         TokenCommand::Create {
             dir,
@@ -231,31 +260,50 @@ pub fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             let ttl_s = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
             let (rec, half) = Tokens::new(&dir).create(ttl_s, &description)?;
             eprintln!("join token {} valid for {ttl} (one node, once):", rec.id);
-            println!("{half}.{}", ca.fingerprint());
+            let token = format!("{half}.{}", ca.fingerprint());
+            out.emit(
+                &json!({"id": rec.id, "token": token, "expires": rec.expires}),
+                || format!("{token}\n"),
+            )
         }
         TokenCommand::List { dir } => {
             let now = now_s();
-            println!("{:<8} {:>12} {:<24} description", "id", "expires", "state");
-            for t in Tokens::new(&dir).list()? {
-                println!(
-                    "{:<8} {:>12} {:<24} {}",
-                    t.id,
-                    t.expires,
-                    t.state(now),
-                    t.description
+            let list = Tokens::new(&dir).list()?;
+            let rows: Vec<_> = list
+                .iter()
+                .map(|t| {
+                    json!({"id": t.id, "expires": t.expires, "state": t.state(now).to_string(),
+                           "description": t.description})
+                })
+                .collect();
+            out.emit(&rows, || {
+                let mut s = format!(
+                    "{:<8} {:>12} {:<24} description\n",
+                    "id", "expires", "state"
                 );
-            }
+                for t in &list {
+                    s.push_str(&format!(
+                        "{:<8} {:>12} {:<24} {}\n",
+                        t.id,
+                        t.expires,
+                        t.state(now),
+                        t.description
+                    ));
+                }
+                s
+            })
         }
         TokenCommand::Revoke { id, dir } => {
-            anyhow::ensure!(Tokens::new(&dir).revoke(&id)?, "no token {id:?}");
-            println!("revoked token {id}");
+            if !Tokens::new(&dir).revoke(&id)? {
+                return Err(fail(Exit::Rejected, format!("no token {id:?}")));
+            }
+            out.emit(&json!({"revoked": id}), || format!("revoked token {id}\n"))
         }
     }
-    Ok(())
 }
 
 /// Runs `coordinator key ...`.
-pub fn key(cmd: KeyCommand) -> anyhow::Result<()> {
+pub fn key(cmd: KeyCommand, out: Out) -> anyhow::Result<()> {
     match cmd {
         KeyCommand::Create { name, dir } => {
             let (rec, key) = Keys::new(&dir).create(&name)?;
@@ -263,24 +311,43 @@ pub fn key(cmd: KeyCommand) -> anyhow::Result<()> {
                 "API key {} for {name} (shown once; send as `authorization: Bearer KEY`):",
                 rec.id
             );
-            println!("{key}");
+            out.emit(&json!({"id": rec.id, "name": name, "key": key}), || {
+                format!("{key}\n")
+            })
         }
         KeyCommand::List { dir } => {
-            println!("{:<10} {:<24} {:>12} state", "id", "name", "created");
-            for k in Keys::new(&dir).list()? {
-                let st = if k.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "valid"
-                };
-                println!("{:<10} {:<24} {:>12} {st}", k.id, k.name, k.created);
-            }
+            let list = Keys::new(&dir).list()?;
+            let st = |revoked: bool| if revoked { "revoked" } else { "valid" };
+            let rows: Vec<_> = list
+                .iter()
+                .map(|k| {
+                    json!({"id": k.id, "name": k.name, "created": k.created,
+                           "state": st(k.revoked_at.is_some())})
+                })
+                .collect();
+            out.emit(&rows, || {
+                let mut s = format!("{:<10} {:<24} {:>12} state\n", "id", "name", "created");
+                for k in &list {
+                    s.push_str(&format!(
+                        "{:<10} {:<24} {:>12} {}\n",
+                        k.id,
+                        k.name,
+                        k.created,
+                        st(k.revoked_at.is_some())
+                    ));
+                }
+                s
+            })
         }
         KeyCommand::Revoke { which, dir } => {
             let n = Keys::new(&dir).revoke(&which)?;
-            anyhow::ensure!(n > 0, "no live key matches {which:?}");
-            println!("revoked {n} key(s)");
+            if n == 0 {
+                return Err(fail(
+                    Exit::Rejected,
+                    format!("no live key matches {which:?}"),
+                ));
+            }
+            out.emit(&json!({"revoked": n}), || format!("revoked {n} key(s)\n"))
         }
     }
-    Ok(())
 }

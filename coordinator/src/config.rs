@@ -161,6 +161,32 @@ pub struct ServeArgs {
     pub quarantine_after: Option<u32>,
 }
 
+/// Keys of `serve` that live under `[cost]` in the settings file.
+const COST_KEYS: &[&str] = &[
+    "bandwidth_hz",
+    "tx_power_w",
+    "compute_per_word",
+    "lambda_compute",
+    "lambda_transfer",
+];
+
+/// Keys that are flags or variables only, never read from the file: the
+/// file's own path and a secret.
+const FLAG_ONLY: &[&str] = &["config", "judge_key"];
+
+/// Every `serve` setting with its doc, flag, variable and default, read
+/// off the flags (`coordinator config --print-default`).
+pub fn settings() -> Vec<netmoe_common::cli::SettingDoc> {
+    use clap::CommandFactory;
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+    let tables: Vec<(&str, &str)> = COST_KEYS.iter().map(|k| (*k, "cost")).collect();
+    netmoe_common::cli::settings(&Serve::command(), &tables, FLAG_ONLY)
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -466,6 +492,38 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_printed_defaults_load_as_a_settings_file_and_change_nothing() {
+        let settings = settings();
+        for key in [
+            "listen",
+            "http_listen",
+            "max_concurrent_asks",
+            "judge_key",
+            "quarantine_after",
+        ] {
+            assert!(settings.iter().any(|s| s.key == key), "{key} not listed");
+        }
+        let bw = settings.iter().find(|s| s.key == "bandwidth_hz").unwrap();
+        assert_eq!(
+            (bw.table.as_deref(), bw.default.as_deref()),
+            (Some("cost"), Some("10000"))
+        );
+        let text = netmoe_common::cli::render_defaults(&settings);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("coordinator.toml");
+        std::fs::write(&file, &text).unwrap();
+        let from_file = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let plain = ServeArgs::default().resolve().unwrap();
+        assert_eq!(format!("{from_file:?}"), format!("{plain:?}"), "{text}");
+        assert!(text.contains("\nlisten = \"127.0.0.1:50050\"\n"), "{text}");
+    }
 
     #[test]
     fn resolves_and_validates() {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use netmoe_common::cli::{Exit, Out, fail};
 use netmoe_common::fetch::{FetchOptions, cache_dir, resolve_model};
 use netmoe_coordinator::client::ClientArgs;
 use netmoe_coordinator::cluster::{Cluster, ClusterSpec, demo_nodes};
@@ -20,8 +21,12 @@ const DEMO_PROMPT: &str = "Write a story in which a young knight rides out to fa
 /// NetMoE coordinator: gate, routing, dispatch, fusion, judging and cost
 /// accounting over a cluster of edge experts.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = netmoe_common::cli::exit_codes_help())]
 struct Cli {
+    /// Print the result as one JSON document on stdout (progress and notes
+    /// stay on stderr).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,9 +55,6 @@ struct AskArgs {
     /// Sampling temperature of every expert, (0, 5].
     #[arg(long)]
     temperature: Option<f32>,
-    /// Print JSON instead of the table.
-    #[arg(long)]
-    json: bool,
 }
 
 impl AskArgs {
@@ -70,13 +72,8 @@ impl AskArgs {
         }
     }
 
-    fn print(&self, r: &v1::AskResponse) -> anyhow::Result<()> {
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(&report::json(r))?);
-        } else {
-            print!("{}", report::table(r));
-        }
-        Ok(())
+    fn print(r: &v1::AskResponse, out: Out) -> anyhow::Result<()> {
+        out.emit(&report::json(r), || report::table(r))
     }
 }
 
@@ -133,9 +130,6 @@ enum Command {
         /// Payload bytes each way [default: the coordinator's --probe-bytes].
         #[arg(long)]
         bytes: Option<u64>,
-        /// Print JSON instead of the table.
-        #[arg(long)]
-        json: bool,
     },
     /// Start a local cluster (a coordinator and three edge experts as
     /// separate processes), answer PROMPT, print the result, shut down.
@@ -181,6 +175,19 @@ enum Command {
         /// L2 penalty.
         #[arg(long, default_value_t = netmoe_coordinator::judge::fit::DEFAULT_L2)]
         l2: f64,
+    },
+    /// Print every `serve` setting as a TOML settings file: each key with
+    /// its doc, flag, environment variable and default.
+    Config {
+        /// Print the defaults (the only mode so far).
+        #[arg(long, required = true)]
+        print_default: bool,
+    },
+    /// Print a shell completion script, e.g.
+    /// `coordinator completions bash > /etc/bash_completion.d/coordinator`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     /// Judge your own texts: reads JSON lines `{"task": ..., "text": ...}` on
     /// stdin and prints one JSON line per input with the score and its parts
@@ -290,7 +297,7 @@ async fn score_stdin(
     Ok(())
 }
 
-async fn gate_eval(embedders: Vec<String>, model: String) -> anyhow::Result<()> {
+async fn gate_eval(embedders: Vec<String>, model: String, out: Out) -> anyhow::Result<()> {
     use netmoe_coordinator::gate::{self, eval};
     let set = eval::parse_set(eval::SHIPPED_GATE_SET)?;
     let experts = eval::experts();
@@ -318,20 +325,21 @@ async fn gate_eval(embedders: Vec<String>, model: String) -> anyhow::Result<()> 
             );
         }
     }
-    println!(
-        "gate accuracy, top expert = labelled domain, {} experts: {}",
-        experts.len(),
-        experts
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    print!("{}", eval::render(&reports));
-    Ok(())
+    let names: Vec<&str> = experts.iter().map(|(n, _)| n.as_str()).collect();
+    out.emit(
+        &serde_json::json!({"experts": names, "reports": reports}),
+        || {
+            format!(
+                "gate accuracy, top expert = labelled domain, {} experts: {}\n{}",
+                names.len(),
+                names.join(", "),
+                eval::render(&reports)
+            )
+        },
+    )
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         // candle re-reads the CPU count on every matmul unless this is set
         // (measured 4x slower training and 10x slower decisions).
@@ -345,8 +353,13 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    let cli = Cli::parse();
+    netmoe_common::cli::finish(run(cli.command, Out { json: cli.json }))
+}
+
+fn run(command: Command, out: Out) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
-    match Cli::parse().command {
+    match command {
         Command::Serve(args) => rt.block_on(serve(*args)),
         Command::Health { endpoint, tls_dir } => {
             use netmoe_common::pki::{COORDINATOR_SERVER_NAME, Role, TlsDir};
@@ -364,13 +377,25 @@ fn main() -> anyhow::Result<()> {
                 tls.as_ref(),
                 COORDINATOR_SERVER_NAME,
             ))?;
-            anyhow::ensure!(ok, "not serving");
-            println!("serving");
+            if !ok {
+                return Err(fail(Exit::Unavailable, format!("{uri} is not serving")));
+            }
+            out.emit(
+                &serde_json::json!({"serving": true, "endpoint": uri}),
+                || "serving\n".into(),
+            )
+        }
+        Command::Ca(cmd) => netmoe_coordinator::admin::ca(cmd, out),
+        Command::Token(cmd) => netmoe_coordinator::admin::token(cmd, out),
+        Command::Key(cmd) => netmoe_coordinator::admin::key(cmd, out),
+        Command::Config { print_default: _ } => {
+            let settings = netmoe_coordinator::config::settings();
+            out.emit(&settings, || netmoe_common::cli::render_defaults(&settings))
+        }
+        Command::Completions { shell } => {
+            netmoe_common::cli::completions::<Cli>(shell, "coordinator");
             Ok(())
         }
-        Command::Ca(cmd) => netmoe_coordinator::admin::ca(cmd),
-        Command::Token(cmd) => netmoe_coordinator::admin::token(cmd),
-        Command::Key(cmd) => netmoe_coordinator::admin::key(cmd),
         Command::Run {
             prompt,
             client,
@@ -378,12 +403,13 @@ fn main() -> anyhow::Result<()> {
         } => rt.block_on(async {
             let mut c = client.connect().await?;
             let r = c.ask(ask.request(prompt)).await?.into_inner();
-            ask.print(&r)
+            AskArgs::print(&r, out)
         }),
         Command::JudgeFit { dump, l2 } => {
             use netmoe_coordinator::judge::fit;
-            let rows = fit::rows_from_dump(&std::fs::read_to_string(&dump)?)
-                .map_err(anyhow::Error::msg)?;
+            let text = std::fs::read_to_string(&dump)
+                .with_context(|| format!("cannot read {}", dump.display()))?;
+            let rows = fit::rows_from_dump(&text).map_err(anyhow::Error::msg)?;
             anyhow::ensure!(
                 !rows.is_empty(),
                 "no quality-judge rows in {}",
@@ -391,15 +417,24 @@ fn main() -> anyhow::Result<()> {
             );
             let model = fit::fit(&rows, l2, fit::DEFAULT_STEPS);
             eprintln!("fitted on {} pairs", rows.len());
-            print!("{}", fit::render(&model));
-            Ok(())
+            let signals: Vec<_> = netmoe_coordinator::judge::quality::FEATURES
+                .iter()
+                .zip(model.0.iter())
+                .map(|(name, (mean, sd, weight))| {
+                    serde_json::json!({"signal": name, "mean": mean, "sd": sd, "weight": weight})
+                })
+                .collect();
+            out.emit(
+                &serde_json::json!({"pairs": rows.len(), "signals": signals, "intercept": model.1}),
+                || fit::render(&model),
+            )
         }
         Command::Score {
             judge,
             model,
             judge_url,
         } => rt.block_on(score_stdin(judge, model, judge_url)),
-        Command::GateEval { embedders, model } => rt.block_on(gate_eval(embedders, model)),
+        Command::GateEval { embedders, model } => rt.block_on(gate_eval(embedders, model, out)),
         Command::Nodes { client } => rt.block_on(async {
             let mut c = client.connect().await?;
             let nodes = c
@@ -407,14 +442,13 @@ fn main() -> anyhow::Result<()> {
                 .await?
                 .into_inner()
                 .nodes;
-            print!("{}", report::nodes_table(&nodes));
-            Ok(())
+            let v: Vec<_> = nodes.iter().map(report::node_json).collect();
+            out.emit(&v, || report::nodes_table(&nodes))
         }),
         Command::Probe {
             node,
             client,
             bytes,
-            json,
         } => rt.block_on(async {
             let mut c = client.connect().await?;
             let probes = c
@@ -425,13 +459,8 @@ fn main() -> anyhow::Result<()> {
                 .await?
                 .into_inner()
                 .probes;
-            if json {
-                let v: Vec<_> = probes.iter().map(report::probe_json).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                print!("{}", report::probe_table(&probes));
-            }
-            Ok(())
+            let v: Vec<_> = probes.iter().map(report::probe_json).collect();
+            out.emit(&v, || report::probe_table(&probes))
         }),
         Command::Demo {
             prompt,
@@ -447,23 +476,31 @@ fn main() -> anyhow::Result<()> {
             policy_file,
             emulate_bandwidth_hz,
             ask,
+            out,
         )),
-        Command::Train(args) => {
-            netmoe_coordinator::rl::run_train(args)?;
-            Ok(())
+        Command::Train(mut args) => {
+            args.quiet |= out.json;
+            let report = netmoe_coordinator::rl::run_train(args)?;
+            out.emit(&report, String::new)
         }
-        Command::Eval(args) => {
-            netmoe_coordinator::rl::run_eval(args)?;
-            Ok(())
+        Command::Eval(mut args) => {
+            args.quiet |= out.json;
+            let report = netmoe_coordinator::rl::run_eval(args)?;
+            out.emit(&report, String::new)
         }
-        Command::Simulate(args) => {
-            netmoe_coordinator::rl::run_simulate(args)?;
-            Ok(())
+        Command::Simulate(mut args) => {
+            args.quiet |= out.json;
+            let report = netmoe_coordinator::rl::run_simulate(args)?;
+            out.emit(&report, String::new)
         }
         Command::Collect(args) => rt.block_on(async {
+            let file = args.out.clone();
             let n = netmoe_coordinator::collect::run_collect(args).await?;
             eprintln!("collected {n} new prompts");
-            Ok(())
+            out.emit(
+                &serde_json::json!({"collected_prompts": n, "out": file}),
+                String::new,
+            )
         }),
         Command::JudgeEval {
             judges,
@@ -483,6 +520,7 @@ fn main() -> anyhow::Result<()> {
             judge_url,
             judge_key,
             judge_model,
+            out,
         )),
     }
 }
@@ -548,6 +586,7 @@ async fn demo(
     policy_file: Option<PathBuf>,
     emulate_bandwidth_hz: f64,
     ask: AskArgs,
+    out: Out,
 ) -> anyhow::Result<()> {
     let prompt = prompt.unwrap_or_else(|| DEMO_PROMPT.to_owned());
     let cache = cache_dir();
@@ -608,7 +647,7 @@ async fn demo(
     let result = async {
         let mut c = cluster.client().await?;
         let r = c.ask(ask.request(prompt)).await?.into_inner();
-        ask.print(&r)
+        AskArgs::print(&r, out)
     }
     .await;
     eprintln!("\nshutting the cluster down...");
@@ -626,7 +665,15 @@ async fn judge_eval(
     judge_url: Option<String>,
     judge_key: Option<String>,
     judge_model: String,
+    out: Out,
 ) -> anyhow::Result<()> {
+    // Under --json the tables are not printed; one document comes at the end.
+    let say = |text: String| {
+        if !out.json {
+            print!("{text}");
+        }
+    };
+    let mut results = Vec::new();
     let (pairs, source) = match &set {
         Some(p) => (
             netmoe_coordinator::judge::load_judge_set(p)?,
@@ -645,10 +692,10 @@ async fn judge_eval(
     .resolve()?;
     let (_model, analyzer) =
         tokio::task::spawn_blocking(move || app::load_analyzer(&config, true)).await??;
-    println!(
-        "labelled set {source}: {} (better, worse) pairs",
+    say(format!(
+        "labelled set {source}: {} (better, worse) pairs\n",
         pairs.len()
-    );
+    ));
     for name in judges {
         let choice = match name.as_str() {
             "quality" => JudgeChoice::Quality,
@@ -668,26 +715,33 @@ async fn judge_eval(
         let judge = app::judge(&choice, &analyzer);
         let started = std::time::Instant::now();
         let report = netmoe_coordinator::judge::pairwise_accuracy(judge.as_ref(), &pairs).await?;
-        println!(
-            "\njudge {} ({:.1} s)",
-            judge.name(),
-            started.elapsed().as_secs_f64()
-        );
-        print!("{}", report.table());
-        print!(
-            "{}",
-            netmoe_coordinator::judge::graded::grade_summary(&report)
-        );
+        let seconds = started.elapsed().as_secs_f64();
+        say(format!("\njudge {} ({seconds:.1} s)\n", judge.name()));
+        say(report.table());
+        say(netmoe_coordinator::judge::graded::grade_summary(&report));
+        let mut shift = Vec::new();
         if set.is_none() {
-            let shift =
+            shift =
                 netmoe_coordinator::judge::graded::injection_shift(judge.as_ref(), &split).await?;
-            println!(
-                "injection shift (score with an injected line - without), {} passages: mean {:+.2}, max {:+.2}",
+            say(format!(
+                "injection shift (score with an injected line - without), {} passages: mean {:+.2}, max {:+.2}\n",
                 shift.len(),
                 shift.iter().sum::<f64>() / shift.len().max(1) as f64,
                 shift.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-            );
+            ));
         }
+        let per_kind: Vec<_> = report
+            .per_kind
+            .iter()
+            .map(
+                |(kind, g)| serde_json::json!({"kind": kind, "accuracy": g.accuracy(), "stats": g}),
+            )
+            .collect();
+        results.push(serde_json::json!({
+            "judge": judge.name(), "seconds": seconds,
+            "accuracy": report.overall.accuracy(), "overall": report.overall,
+            "per_kind": per_kind, "misses": report.misses, "injection_shift": shift,
+        }));
         if let Some(f) = dump.as_mut() {
             use std::io::Write as _;
             for (task, kind, better, v) in &report.verdicts {
@@ -703,6 +757,12 @@ async fn judge_eval(
                 )?;
             }
         }
+    }
+    if out.json {
+        out.emit(
+            &serde_json::json!({"set": source, "pairs": pairs.len(), "judges": results}),
+            String::new,
+        )?;
     }
     Ok(())
 }

@@ -416,7 +416,7 @@ impl Pipeline {
 
         // Route.
         let t1 = Instant::now();
-        let mut choices = policy.route(
+        let (mut choices, decided_by) = policy.route_decided(
             &views,
             &RouteContext {
                 cost: &self.config.cost,
@@ -430,7 +430,7 @@ impl Pipeline {
         if let Some(tx) = &events {
             let routed = v1::AskRouted {
                 request_id: request_id.clone(),
-                policy: policy.name().to_owned(),
+                policy: decided_by.clone(),
                 segments: views
                     .iter()
                     .zip(&choices)
@@ -558,7 +558,10 @@ impl Pipeline {
             .map(|(((v, c), o), &score)| self.report(v, c, o, score))
             .collect();
         let totals = totals(&reports);
-        self.learn(policy.name(), &views, &outcomes, &reports).await;
+        // Only a policy's own decisions teach it.
+        if decided_by == policy.name() {
+            self.learn(policy.name(), &views, &outcomes, &reports).await;
+        }
         let total = t0.elapsed();
         let slowest_model = outcomes
             .iter()
@@ -568,7 +571,7 @@ impl Pipeline {
         let model_s = gate_model + slowest_model + secs(fused.model_time) + secs(t_judge);
         Ok(v1::AskResponse {
             request_id,
-            policy: policy.name().to_owned(),
+            policy: decided_by,
             judge: self.judge.name().to_owned(),
             story: fused.text.clone(),
             score: story_score,

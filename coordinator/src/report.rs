@@ -328,6 +328,29 @@ pub fn probe_table(probes: &[v1::LinkProbe]) -> String {
     o
 }
 
+/// A node as JSON: what `nodes --json` prints and the dashboard shows (a
+/// NaN SNR, before the first report, is null).
+pub fn node_json(n: &v1::NodeStatus) -> Value {
+    let info = n.info.clone().unwrap_or_default();
+    let profile = info.profile.unwrap_or_default();
+    let model = info.model.unwrap_or_default();
+    let load = n.load.unwrap_or_default();
+    let snr = n.snr.as_ref().map(|s| s.snr_db).filter(|s| s.is_finite());
+    let ok_link = n.link.as_ref().filter(|l| l.ok);
+    json!({
+        "id": info.node_id, "endpoint": n.endpoint,
+        "expert": profile.name, "domain": profile.domain,
+        "model": model.name, "layout": model.layout,
+        "live": n.live, "snr_db": snr, "tokens_per_second": n.tokens_per_second,
+        "active": load.active, "queued": load.queued, "slots": load.slots,
+        "quarantined": n.quarantined, "violations": n.violations,
+        "last_violation": n.last_violation,
+        "rtt_ms": ok_link.map(|l| l.echo_rtt_ms),
+        "goodput_bps": ok_link.map(|l| l.down_goodput_bps),
+        "link": n.link.as_ref().map(probe_json),
+    })
+}
+
 /// A link probe as JSON.
 pub fn probe_json(p: &v1::LinkProbe) -> Value {
     json!({

@@ -28,26 +28,51 @@ pub enum ClientError {
     Truncated,
 }
 
-/// Streams the pieces of one generation into `out` as they arrive.
+/// One generation as the hand client saw it.
+#[derive(Debug)]
+pub struct Generated {
+    /// The node's final accounting.
+    pub fin: v1::GenerateFinal,
+    /// From sending the request to the first piece of text (None: no text).
+    pub first_text: Option<std::time::Duration>,
+    /// From sending the request to the final message.
+    pub total: std::time::Duration,
+}
+
+/// Streams the pieces of one generation into `out` as they arrive. The
+/// clock starts once connected, as the request is sent, so the first-text
+/// time is the node's own (prompt evaluation, first token, one hop) and is
+/// comparable with what the coordinator reports for the same segment.
 pub async fn generate_to(
     endpoint: &str,
     request: v1::GenerateRequest,
     out: &mut impl Write,
-) -> Result<v1::GenerateFinal, ClientError> {
+) -> Result<Generated, ClientError> {
     let mut client = EdgeNodeClient::connect(endpoint.to_owned())
         .await
         .map_err(|source| ClientError::Connect {
             endpoint: endpoint.to_owned(),
             source,
         })?;
+    let sent = std::time::Instant::now();
+    let mut first_text = None;
     let mut stream = client.generate(request).await?.into_inner();
     while let Some(ev) = stream.next().await {
         match ev?.event {
             Some(Event::Piece(p)) => {
+                if first_text.is_none() && !p.text.is_empty() {
+                    first_text = Some(sent.elapsed());
+                }
                 out.write_all(p.text.as_bytes())?;
                 out.flush()?;
             }
-            Some(Event::Final(f)) => return Ok(f),
+            Some(Event::Final(fin)) => {
+                return Ok(Generated {
+                    fin,
+                    first_text,
+                    total: sent.elapsed(),
+                });
+            }
             None => {}
         }
     }

@@ -185,6 +185,31 @@ struct FileConfig {
     insecure: Option<bool>,
 }
 
+/// Keys that are flags or variables only, never read from the file: the
+/// file's own path, the one-time join token, and the container-only link
+/// shaping.
+const FLAG_ONLY: &[&str] = &[
+    "config",
+    "join_token",
+    "shape_interface",
+    "shape_bandwidth_hz",
+    "shape_delay_ms",
+    "shape_jitter_ms",
+    "shape_loss_percent",
+];
+
+/// Every `serve` setting with its doc, flag, variable and default, read
+/// off the flags (`edge-node config --print-default`).
+pub fn settings() -> Vec<netmoe_common::cli::SettingDoc> {
+    use clap::CommandFactory;
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+    netmoe_common::cli::settings(&Serve::command(), &[], FLAG_ONLY)
+}
+
 /// Where the QUIC endpoint listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuicListen {
@@ -475,6 +500,38 @@ fn positive_ms(ms: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_printed_defaults_load_as_a_settings_file_and_change_nothing() {
+        let settings = settings();
+        for key in [
+            "listen",
+            "slots",
+            "queue_depth",
+            "join_token",
+            "metrics_listen",
+        ] {
+            assert!(settings.iter().any(|s| s.key == key), "{key} not listed");
+        }
+        let text = netmoe_common::cli::render_defaults(&settings);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(&file, &text).unwrap();
+        let from_file = ServeArgs {
+            insecure: true,
+            config: Some(file),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let plain = ServeArgs {
+            insecure: true,
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(format!("{from_file:?}"), format!("{plain:?}"), "{text}");
+    }
 
     #[test]
     fn flags_override_file_override_defaults() {

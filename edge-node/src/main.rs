@@ -4,14 +4,19 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use netmoe_common::cli::{Exit, Out, fail};
 use netmoe_common::fetch::{FetchOptions, cache_dir, resolve_model};
 use netmoe_edge_node::{ServeArgs, client, node, server};
 use tokio_util::sync::CancellationToken;
 
 /// NetMoE edge node: a quantized LLM expert served over gRPC.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = netmoe_common::cli::exit_codes_help())]
 struct Cli {
+    /// Print the result as one JSON document on stdout (progress, notes
+    /// and, for `ask`, nothing else: the text is in the document).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,10 +81,29 @@ enum Command {
         /// The whole prompt, for context.
         #[arg(long, default_value = "")]
         context: String,
+        /// Seed of the sampler.
+        #[arg(long)]
+        seed: Option<u32>,
+        /// Sampling temperature, (0, 5].
+        #[arg(long)]
+        temperature: Option<f32>,
+    },
+    /// Print every `serve` setting as a TOML settings file: each key with
+    /// its doc, flag, environment variable and default.
+    Config {
+        /// Print the defaults (the only mode so far).
+        #[arg(long, required = true)]
+        print_default: bool,
+    },
+    /// Print a shell completion script, e.g.
+    /// `edge-node completions bash > /etc/bash_completion.d/edge-node`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -87,7 +111,20 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    netmoe_common::cli::finish(run(cli.command, Out { json: cli.json }))
+}
+
+fn run(command: Command, out: Out) -> anyhow::Result<()> {
+    match command {
+        Command::Config { print_default: _ } => {
+            let settings = netmoe_edge_node::config::settings();
+            out.emit(&settings, || netmoe_common::cli::render_defaults(&settings))
+        }
+        Command::Completions { shell } => {
+            netmoe_common::cli::completions::<Cli>(shell, "edge-node");
+            Ok(())
+        }
         Command::FetchModel {
             model,
             cache_dir: dir,
@@ -105,8 +142,9 @@ fn main() -> anyhow::Result<()> {
                 }
                 _ => resolve_model(&model, &dir, &opts)?,
             };
-            println!("{}", path.display());
-            Ok(())
+            out.emit(&serde_json::json!({"model": model, "path": path}), || {
+                format!("{}\n", path.display())
+            })
         }
         Command::Serve(args) => serve(*args),
         Command::Health { endpoint, tls_dir } => {
@@ -126,9 +164,13 @@ fn main() -> anyhow::Result<()> {
             };
             let rt = tokio::runtime::Runtime::new()?;
             let ok = rt.block_on(client::health(&uri, tls.as_ref(), &name))?;
-            anyhow::ensure!(ok, "not serving");
-            println!("serving");
-            Ok(())
+            if !ok {
+                return Err(fail(Exit::Unavailable, format!("{uri} is not serving")));
+            }
+            out.emit(
+                &serde_json::json!({"serving": true, "endpoint": uri}),
+                || "serving\n".into(),
+            )
         }
         Command::Join {
             coordinator,
@@ -143,43 +185,80 @@ fn main() -> anyhow::Result<()> {
                 &node_id,
                 &tls_dir,
             ))?;
-            println!(
-                "joined as {} (certificate {}, valid until {}); serve with: edge-node serve --tls-dir {} --coordinator {coordinator}",
-                tls.me.name,
-                tls.me.serial,
-                tls.me.not_after,
-                tls_dir.display()
-            );
-            Ok(())
+            out.emit(
+                &serde_json::json!({"node_id": tls.me.name, "serial": tls.me.serial,
+                    "not_after": tls.me.not_after, "tls_dir": tls_dir, "coordinator": coordinator}),
+                || {
+                    format!(
+                        "joined as {} (certificate {}, valid until {}); serve with: edge-node serve --tls-dir {} --coordinator {coordinator}\n",
+                        tls.me.name,
+                        tls.me.serial,
+                        tls.me.not_after,
+                        tls_dir.display()
+                    )
+                },
+            )
         }
         Command::Ask {
             segment,
             endpoint,
             max_tokens,
             context,
+            seed,
+            temperature,
         } => {
             let request = netmoe_proto::v1::GenerateRequest {
                 segment,
                 context,
                 max_tokens,
+                sampling: (seed.is_some() || temperature.is_some()).then(|| {
+                    netmoe_proto::v1::SamplingParams {
+                        seed,
+                        temperature,
+                        ..Default::default()
+                    }
+                }),
                 ..Default::default()
             };
             let rt = tokio::runtime::Runtime::new()?;
-            let fin = rt.block_on(client::generate_to(
-                &endpoint,
-                request,
-                &mut std::io::stdout(),
-            ))?;
-            println!();
-            let snr = fin.snr.unwrap_or_default();
+            // Under --json the text goes into the document, not to stdout.
+            let mut text = Vec::new();
+            let g = if out.json {
+                rt.block_on(client::generate_to(&endpoint, request, &mut text))?
+            } else {
+                let g = rt.block_on(client::generate_to(
+                    &endpoint,
+                    request,
+                    &mut std::io::stdout(),
+                ))?;
+                println!();
+                g
+            };
+            let fin = &g.fin;
+            let snr = fin.snr.clone().unwrap_or_default();
+            let first_text_s = g.first_text.map(|d| d.as_secs_f64());
+            if out.json {
+                return out.emit(
+                    &serde_json::json!({
+                        "node_id": fin.node_id, "text": String::from_utf8_lossy(&text),
+                        "prompt_tokens": fin.prompt_tokens, "generated_tokens": fin.generated_tokens,
+                        "words": fin.words, "prompt_eval_s": fin.prompt_eval_seconds,
+                        "generation_s": fin.generation_seconds, "bytes_sent": fin.bytes_sent,
+                        "snr_db": snr.snr_db, "snr_model": snr.model,
+                        "first_text_s": first_text_s, "total_s": g.total.as_secs_f64(),
+                    }),
+                    String::new,
+                );
+            }
             eprintln!(
-                "node {} | {} prompt + {} generated tokens, {} words | prompt {:.3}s, generation {:.3}s | {} bytes | SNR {:.2} dB ({})",
+                "node {} | {} prompt + {} generated tokens, {} words | prompt {:.3}s, generation {:.3}s, first text {} | {} bytes | SNR {:.2} dB ({})",
                 fin.node_id,
                 fin.prompt_tokens,
                 fin.generated_tokens,
                 fin.words,
                 fin.prompt_eval_seconds,
                 fin.generation_seconds,
+                first_text_s.map_or("-".into(), |s| format!("{s:.3}s")),
                 fin.bytes_sent,
                 snr.snr_db,
                 snr.model

@@ -221,6 +221,27 @@ async fn openai_client_streaming_metrics_and_cancellation() -> anyhow::Result<()
         generated, decisions,
         "the nodes' finished generations are the coordinator's routed segments"
     );
+    // Every metric the shipped Grafana dashboard queries exists in a scrape.
+    let mut scraped = coord.clone();
+    for n in &cluster.nodes {
+        scraped.push_str(&get(n.http_addr.expect("node metrics"), "/metrics"));
+    }
+    let grafana = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/netmoe.json"),
+    )?;
+    let names = grafana_metrics(&grafana);
+    assert!(
+        names.len() >= 8,
+        "too few metrics found in the dashboard: {names:?}"
+    );
+    for name in &names {
+        assert!(
+            scraped
+                .lines()
+                .any(|l| !l.starts_with('#') && l.starts_with(name.as_str())),
+            "the Grafana dashboard queries {name}, which no process exports"
+        );
+    }
 
     // A streaming HTTP client that goes away cancels its segments on the
     // nodes.
@@ -265,6 +286,40 @@ async fn openai_client_streaming_metrics_and_cancellation() -> anyhow::Result<()
     }
     cluster.shutdown().await?;
     Ok(())
+}
+
+/// The `netmoe_*` series names in the dashboard's PromQL expressions.
+fn grafana_metrics(dashboard: &str) -> std::collections::BTreeSet<String> {
+    let v: serde_json::Value = serde_json::from_str(dashboard).expect("dashboard JSON");
+    let mut exprs = Vec::new();
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    match x.as_str() {
+                        Some(e) if k == "expr" => out.push(e.to_owned()),
+                        _ => walk(x, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(&v, &mut exprs);
+    let mut names = std::collections::BTreeSet::new();
+    for e in exprs {
+        let mut rest = e.as_str();
+        while let Some(i) = rest.find("netmoe_") {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.insert(tail[..end].to_owned());
+            rest = &tail[end..];
+        }
+    }
+    names
 }
 
 fn cancelled(cluster: &netmoe_coordinator::cluster::Cluster) -> f64 {

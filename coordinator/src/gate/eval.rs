@@ -77,7 +77,7 @@ pub fn parse_set(jsonl: &str) -> Result<Vec<LabelledPrompt>, serde_json::Error> 
 }
 
 /// Hits and totals of one split.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct SplitScore {
     /// Segments whose top expert is their domain.
     pub correct: usize,
@@ -97,7 +97,7 @@ impl SplitScore {
 }
 
 /// Accuracy of one gate, per split.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct GateReport {
     /// The embedder measured.
     pub embedder: String,

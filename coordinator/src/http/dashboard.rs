@@ -48,26 +48,13 @@ pub fn snapshot(p: &Pipeline) -> Value {
         .registry
         .list()
         .iter()
-        .filter_map(|n| {
-            let info = n.info.as_ref()?;
-            let profile = info.profile.clone().unwrap_or_default();
-            let snr = n.snr.as_ref().map_or(f64::NAN, |s| s.snr_db);
-            let load = n.load.unwrap_or_default();
-            Some(json!({
-                "id": info.node_id,
-                "expert": profile.name,
-                "domain": profile.domain,
-                "model": info.model.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
-                "live": n.live,
-                "snr_db": if snr.is_finite() { json!(snr) } else { Value::Null },
-                "shannon_bps": if snr.is_finite() { json!(p.config.cost.shannon_rate_bps(snr)) } else { Value::Null },
-                "tokens_per_second": n.tokens_per_second,
-                "active": load.active, "queued": load.queued, "slots": load.slots,
-                "quarantined": n.quarantined,
-                "violations": n.violations,
-                "rtt_ms": n.link.as_ref().filter(|l| l.ok).map(|l| l.echo_rtt_ms),
-                "goodput_bps": n.link.as_ref().filter(|l| l.ok).map(|l| l.down_goodput_bps),
-            }))
+        .filter(|n| n.info.is_some())
+        .map(|n| {
+            let mut v = crate::report::node_json(n);
+            v["shannon_bps"] = v["snr_db"].as_f64().map_or(Value::Null, |snr| {
+                json!(p.config.cost.shannon_rate_bps(snr))
+            });
+            v
         })
         .collect();
     let recent: Vec<Value> = p

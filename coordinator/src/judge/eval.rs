@@ -10,7 +10,7 @@ use super::dataset::JudgePair;
 use super::{Judge, JudgeError, JudgeInput};
 
 /// Pairwise accuracy on one group of pairs.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct GroupStats {
     /// Pairs in the group.
     pub pairs: usize,

@@ -162,6 +162,16 @@ pub trait RoutingPolicy: Send + Sync {
     fn name(&self) -> &str;
     /// Ranks the candidates of every segment.
     fn route(&self, segments: &[SegmentView], ctx: &RouteContext<'_>) -> Vec<Choice>;
+    /// Ranks as [`route`](Self::route) does and names the policy that
+    /// really decided: one that fell back to another says which, so an
+    /// answer never claims a decision its policy did not make.
+    fn route_decided(
+        &self,
+        segments: &[SegmentView],
+        ctx: &RouteContext<'_>,
+    ) -> (Vec<Choice>, String) {
+        (self.route(segments, ctx), self.name().to_owned())
+    }
 }
 
 /// Names of the built-in policies.

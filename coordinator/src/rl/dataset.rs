@@ -209,18 +209,23 @@ impl Dataset {
         })
     }
 
-    /// Loads `path` if it exists, else (with a warning) the synthetic set:
-    /// lets the trainer run before a real dataset has been collected.
-    pub fn load_or_synthetic(path: &Path, seed: u64) -> Result<Self, RlError> {
-        if path.exists() {
-            Self::load(path)
-        } else {
-            tracing::warn!(
-                "{} not found; using a synthetic dataset (run `coordinator collect` for real data)",
-                path.display()
-            );
-            Ok(Self::synthetic(DEFAULT_SYNTHETIC_PROMPTS, seed))
+    /// The training data: the seeded synthetic set when asked for it, else
+    /// `path`, which must exist.
+    pub fn for_training(path: &Path, synthetic: bool, seed: u64) -> Result<Self, RlError> {
+        if synthetic {
+            tracing::info!("training on the seeded synthetic dataset (--synthetic)");
+            return Ok(Self::synthetic(DEFAULT_SYNTHETIC_PROMPTS, seed));
         }
+        if !path.exists() {
+            // A silent fallback would train on made-up data and report it
+            // as if it were the cluster's.
+            return Err(RlError::InvalidArgument(format!(
+                "no routing dataset at {}: run `coordinator collect --out {}` first, or pass --synthetic to train on the seeded synthetic set",
+                path.display(),
+                path.display()
+            )));
+        }
+        Self::load(path)
     }
 
     /// Splits prompts (not rows) into train and held-out, seeded; each side

@@ -411,7 +411,7 @@ pub fn write_table(table: &EvalTable, out: Output<'_>) -> Result<Vec<PathBuf>, R
 }
 
 /// What `coordinator eval` produced.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
     /// One table per node count.
     pub tables: Vec<EvalTable>,

@@ -354,12 +354,26 @@ impl RoutingPolicy for SacPolicy {
     }
 
     fn route(&self, segments: &[SegmentView], ctx: &RouteContext<'_>) -> Vec<Choice> {
+        self.route_decided(segments, ctx).0
+    }
+
+    fn route_decided(
+        &self,
+        segments: &[SegmentView],
+        ctx: &RouteContext<'_>,
+    ) -> (Vec<Choice>, String) {
         match self.try_route(segments, ctx) {
-            Ok(c) => c,
+            Ok(c) => (c, POLICY_NAME.to_owned()),
             Err(e) => {
-                // The trait cannot fail; a broken net must not stop serving.
-                tracing::error!("sac policy failed ({e}); routing by expected reward instead");
-                crate::policy::CostAware.route(segments, ctx)
+                // A broken net must not stop serving: the cost baseline
+                // decides, and the answer says so.
+                tracing::error!("sac policy failed ({e}); the cost policy routes instead");
+                let name = crate::policy::CostAware.name().to_owned();
+                let mut choices = crate::policy::CostAware.route(segments, ctx);
+                for c in &mut choices {
+                    c.explanation = format!("sac failed ({e}); {}", c.explanation);
+                }
+                (choices, name)
             }
         }
     }

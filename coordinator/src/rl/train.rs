@@ -66,9 +66,12 @@ pub const CONVERGENCE_TOLERANCE: f64 = 0.01;
 /// Flags of `coordinator train`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct TrainArgs {
-    /// Routing dataset (JSONL from `coordinator collect`); when the file does not exist a synthetic dataset is used (and said).
+    /// Routing dataset (JSONL from `coordinator collect`); it must exist.
     #[arg(long, default_value = DEFAULT_DATASET)]
     pub dataset: PathBuf,
+    /// Train on the seeded synthetic dataset instead of --dataset.
+    #[arg(long)]
+    pub synthetic: bool,
     /// Directory for the policy (sac_policy.json + .safetensors), CSVs and PNG figures.
     #[arg(long, default_value = DEFAULT_OUT_DIR)]
     pub out_dir: PathBuf,
@@ -144,6 +147,7 @@ impl Default for TrainArgs {
     fn default() -> Self {
         Self {
             dataset: DEFAULT_DATASET.into(),
+            synthetic: false,
             out_dir: DEFAULT_OUT_DIR.into(),
             episodes: DEFAULT_EPISODES,
             seed: DEFAULT_SEED,
@@ -207,7 +211,7 @@ pub struct CurvePoint {
 }
 
 /// What a training run did and wrote.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TrainReport {
     /// Where the data came from.
     pub dataset: String,
@@ -349,7 +353,11 @@ pub fn run_train(args: TrainArgs) -> Result<TrainReport, RlError> {
             "episodes and batch size must be at least 1".into(),
         ));
     }
-    let data = Arc::new(Dataset::load_or_synthetic(&args.dataset, args.seed)?);
+    let data = Arc::new(Dataset::for_training(
+        &args.dataset,
+        args.synthetic,
+        args.seed,
+    )?);
     let split = data.split(args.train_fraction, args.split_seed);
     let (learn, validation) = validation_split(&split.train, args.validation_fraction, args.seed);
     let priors = ExpertPriors::from_dataset(&data, &learn);
@@ -697,10 +705,11 @@ pub(crate) mod tests {
     }
 
     /// A run of `episodes` small enough for a unit test, on the synthetic
-    /// set (the dataset path does not exist), writing into `dir`.
+    /// set, writing into `dir`.
     pub(crate) fn tiny_run(dir: &std::path::Path, episodes: usize) -> TrainArgs {
         TrainArgs {
             dataset: dir.join("missing.jsonl"),
+            synthetic: true,
             out_dir: dir.to_owned(),
             episodes,
             warmup_episodes: 2,
@@ -711,6 +720,21 @@ pub(crate) mod tests {
             quiet: true,
             ..TrainArgs::default()
         }
+    }
+
+    #[test]
+    fn a_missing_dataset_is_refused_unless_synthetic_is_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = TrainArgs {
+            synthetic: false,
+            ..tiny_run(dir.path(), 2)
+        };
+        let err = run_train(args).unwrap_err().to_string();
+        assert!(
+            err.contains("--synthetic") && err.contains("missing.jsonl"),
+            "{err}"
+        );
+        assert!(!dir.path().join("sac_policy.json").exists());
     }
 
     #[test]
