@@ -142,6 +142,10 @@ pub struct ServeArgs {
     /// http://ADDR/ [default: off].
     #[arg(long, env = "NETMOE_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// Serve the HTTP listener over TLS with the coordinator's certificate
+    /// from --tls-dir (clients trust the cluster's ca.pem) [default: false].
+    #[arg(long, env = "NETMOE_HTTP_TLS")]
+    pub http_tls: Option<bool>,
     /// Requests answered at once; more are refused (gRPC
     /// RESOURCE_EXHAUSTED, HTTP 429) [default: 4].
     #[arg(long, env = "NETMOE_MAX_CONCURRENT_ASKS")]
@@ -215,6 +219,7 @@ struct FileConfig {
     probe_bytes: Option<u64>,
     metrics_listen: Option<SocketAddr>,
     http_listen: Option<SocketAddr>,
+    http_tls: Option<bool>,
     max_concurrent_asks: Option<usize>,
     tls_dir: Option<PathBuf>,
     insecure: Option<bool>,
@@ -300,6 +305,8 @@ pub struct CoordinatorConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Where to serve the HTTP API and dashboard, if anywhere.
     pub http_listen: Option<SocketAddr>,
+    /// HTTPS on that listener (needs `tls_dir`).
+    pub http_tls: bool,
     /// Requests answered at once.
     pub max_concurrent_asks: usize,
     /// The state directory of a secured coordinator.
@@ -429,6 +436,7 @@ impl ServeArgs {
             probe_bytes,
             metrics_listen: self.metrics_listen.or(f.metrics_listen),
             http_listen: self.http_listen.or(f.http_listen),
+            http_tls: self.http_tls.or(f.http_tls).unwrap_or(false),
             max_concurrent_asks: self
                 .max_concurrent_asks
                 .or(f.max_concurrent_asks)

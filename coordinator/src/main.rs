@@ -553,10 +553,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot serve HTTP on {h}"))?;
         let http_addr = http_listener.local_addr()?;
-        tracing::info!(addr = %http_addr, "HTTP API at /v1, dashboard at /, metrics at /metrics");
+        let tls = if config.http_tls {
+            use netmoe_common::pki::{Role, TlsDir};
+            let dir = config
+                .tls_dir
+                .as_deref()
+                .context("--http-tls serves the coordinator's certificate: give --tls-dir")?;
+            Some(netmoe_coordinator::http::tls::server_config(
+                &TlsDir::load(dir, Role::Coordinator)?,
+            )?)
+        } else {
+            None
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(addr = %http_addr, scheme, "HTTP API at /v1, dashboard at /, metrics at /metrics");
         println!("NETMOE_HTTP {http_addr}");
         tokio::spawn(netmoe_coordinator::http::serve(
             http_listener,
+            tls,
             pipeline.clone(),
             shutdown.clone(),
         ));

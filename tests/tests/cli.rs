@@ -2,8 +2,9 @@
 //! exit codes (an unreachable coordinator 3, a bad API key 4, a refused
 //! request 5, bad usage 2), every error on one `error: ...` line with no
 //! debug dump, `--json` output that parses on the commands that print
-//! results, shell completions, and `config --print-default` output that
-//! the binaries load back as their settings file.
+//! results, shell completions, `config --print-default` output that the
+//! binaries load back as their settings file, and `--http-tls` serving the
+//! HTTP side as HTTPS with the coordinator's certificate.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -214,7 +215,12 @@ fn check_loads(b: &str, text: &str, dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn against_a_live_coordinator_denied_is_4_rejected_is_5_and_json_parses() {
-    let cluster = start_cluster(Some(Vec::new()), &[]).await.expect("cluster");
+    let cluster = start_cluster(
+        Some(Vec::new()),
+        &["--http-listen", "127.0.0.1:0", "--http-tls", "true"],
+    )
+    .await
+    .expect("cluster");
     let creds = cluster.credentials.as_ref().expect("secured");
     let endpoint = format!("https://{}", cluster.coordinator.addr);
     let tls = creds.root.path().join("client");
@@ -252,5 +258,56 @@ async fn against_a_live_coordinator_denied_is_4_rejected_is_5_and_json_parses() 
         ],
     );
     assert_eq!(json(&health)["serving"], true);
+
+    // --http-tls: the HTTP side is HTTPS with the coordinator's certificate,
+    // verified against the cluster's CA by curl; the key is still needed.
+    let http = cluster.coordinator.http_addr.expect("HTTP listener");
+    let ca = creds.state.join("ca.pem");
+    let curl = |args: &[&str]| -> Output {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .expect("curl")
+    };
+    let url = |path: &str| format!("https://localhost:{}{path}", http.port());
+    let ok = curl(&["--cacert", ca.to_str().unwrap(), &url("/healthz")]);
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout)
+            .trim_end()
+            .rsplit('\n')
+            .next(),
+        Some("200"),
+        "https /healthz: {}",
+        stderr(&ok)
+    );
+    let no_key = curl(&["--cacert", ca.to_str().unwrap(), &url("/v1/models")]);
+    assert!(
+        String::from_utf8_lossy(&no_key.stdout).ends_with("401"),
+        "{}",
+        String::from_utf8_lossy(&no_key.stdout)
+    );
+    let models = curl(&[
+        "--cacert",
+        ca.to_str().unwrap(),
+        "-H",
+        &format!("Authorization: Bearer {key}"),
+        &url("/v1/models"),
+    ]);
+    let body = String::from_utf8_lossy(&models.stdout);
+    assert!(
+        body.contains("\"netmoe\"") && body.ends_with("200"),
+        "{body}"
+    );
+    // Without the CA the certificate is not trusted; plaintext gets nowhere.
+    assert!(
+        !curl(&[&url("/healthz")]).status.success(),
+        "an untrusted certificate was accepted"
+    );
+    let plain = curl(&[&format!("http://127.0.0.1:{}/healthz", http.port())]);
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).ends_with("200"),
+        "plaintext HTTP was served on the TLS listener"
+    );
     cluster.shutdown().await.unwrap();
 }

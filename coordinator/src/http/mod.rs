@@ -1,8 +1,9 @@
 //! The coordinator's HTTP side (`serve --http-listen ADDR`): the
 //! OpenAI-compatible API under `/v1`, `/metrics`, `/healthz`, and the
 //! dashboard at `/`. API keys (`coordinator key create`) are bearer tokens
-//! when the coordinator is secured; the HTTP listener itself is plaintext,
-//! so bind it to loopback or put it behind a TLS proxy on an open network.
+//! when the coordinator is secured; with `--http-tls` the listener speaks
+//! HTTPS with the coordinator's certificate ([`tls`]), else it is
+//! plaintext and belongs on loopback or behind a TLS proxy.
 //!
 //! Limits: request bodies over [`MAX_BODY_BYTES`] get 413, prompts over
 //! the pipeline's byte limit 413, more than `--max-concurrent-asks`
@@ -11,6 +12,7 @@
 
 pub mod dashboard;
 pub mod openai;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -154,10 +156,20 @@ async fn metrics(
 /// Serves the HTTP side on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(pipeline))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    match tls {
+        None => {
+            axum::serve(listener, router(pipeline))
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+        Some(cfg) => {
+            axum::serve(tls::TlsListener::new(listener, cfg), router(pipeline))
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    }
 }
