@@ -18,14 +18,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::{ServerProcess, demo_nodes, sibling_binary};
 use crate::config::ServeArgs;
-use crate::dispatch::SegmentJob;
+use crate::dispatch::{SegmentJob, SegmentOutcome};
 use crate::gate::segment;
 use crate::judge::JudgeInput;
 use crate::pipeline::Pipeline;
-use crate::policy::{Candidate, Choice, LOCAL_TARGET, SegmentView, WORDS_PER_TOKEN};
+use crate::policy::{Choice, SegmentView};
 
 /// Tokens each expert writes per segment while collecting.
 pub const DEFAULT_COLLECT_TOKENS: u32 = 64;
+/// Generations of each (segment, expert) while collecting.
+pub const DEFAULT_COLLECT_SAMPLES: u32 = 3;
+/// Seed offset between two samples of one (segment, expert): sample 1 of
+/// seed 7 is what `--seed 1007` once drew as a retest.
+const SAMPLE_SEED_STRIDE: u32 = 1000;
+
+/// The sampling seed of sample `k` of segment `s`.
+pub fn sample_seed(base: u32, s: usize, k: u32) -> u32 {
+    base.wrapping_add(s as u32)
+        .wrapping_add(k.wrapping_mul(SAMPLE_SEED_STRIDE))
+}
+
 /// Segments per prompt while collecting.
 pub const DEFAULT_COLLECT_SEGMENTS: u32 = 4;
 
@@ -52,6 +64,10 @@ pub struct CollectArgs {
     /// Base sampling seed (each segment adds its position).
     #[arg(long, default_value_t = 7)]
     pub seed: u32,
+    /// Generations of each (segment, expert), each with its own seed, so
+    /// that a pair's expected score can be estimated.
+    #[arg(long, default_value_t = DEFAULT_COLLECT_SAMPLES, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub samples: u32,
     /// Stop after this many new prompts (0: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
@@ -70,7 +86,12 @@ pub struct DatasetRow {
     pub segment_index: u32,
     /// The segment.
     pub segment: String,
-    /// Expert name (`local` for the coordinator's own).
+    /// Which generation of this (segment, expert) it is (0 in datasets
+    /// collected with one sample each).
+    #[serde(default)]
+    pub sample: u32,
+    /// Expert name (the coordinator's own expert has its profile's name, as
+    /// in serving; datasets before that call it `local`).
     pub expert: String,
     /// True for the coordinator's own expert (no radio).
     pub local: bool,
@@ -136,7 +157,7 @@ fn done_prompts(out: &Path) -> anyhow::Result<HashSet<String>> {
 
 /// Runs the collection: starts the demo's three edge experts as separate
 /// processes, builds the coordinator pipeline in-process, and measures
-/// every (prompt, segment, expert).
+/// every (prompt, segment, expert, sample).
 pub async fn run_collect(args: CollectArgs) -> anyhow::Result<usize> {
     let prompts = read_prompts(args.prompts.as_deref())?;
     let done = done_prompts(&args.out)?;
@@ -241,6 +262,17 @@ pub async fn run_collect(args: CollectArgs) -> anyhow::Result<usize> {
         file.flush()?;
         written += 1;
         bar.inc(1);
+        if bar.is_hidden() {
+            // No terminal (a log, CI): one line per prompt instead of the bar.
+            eprintln!(
+                "collect: {}/{} prompts ({id}, {} rows) after {:.0} s, eta {:.0} s",
+                bar.position(),
+                todo.len(),
+                rows.len(),
+                bar.elapsed().as_secs_f64(),
+                bar.eta().as_secs_f64()
+            );
+        }
     }
     bar.finish();
     for mut n in nodes {
@@ -260,114 +292,254 @@ async fn collect_prompt(
     prompt: &str,
 ) -> anyhow::Result<Vec<DatasetRow>> {
     let live = p.registry.live();
-    let local = p.local.as_ref().expect("collect builds a local expert");
+    anyhow::ensure!(p.local.is_some(), "collect builds a local expert");
     let segments = segment(prompt, args.max_segments as usize);
-    let mut candidates: Vec<Candidate> = live
-        .iter()
-        .map(|n| Candidate {
-            link: None,
-            target: n.id().to_owned(),
-            expert: n.expert().to_owned(),
-            local: false,
-            relevance: 0.0,
-            gate_weight: 0.0,
-            snr_db: n.snr.snr_db,
-            tokens_per_second: n.tokens_per_second,
-            load: 0.0,
-            expected_words: f64::from(args.max_tokens) * WORDS_PER_TOKEN,
-        })
-        .collect();
-    candidates.push(Candidate {
-        link: None,
-        target: LOCAL_TARGET.into(),
-        expert: LOCAL_TARGET.into(),
-        local: true,
-        relevance: 0.0,
-        gate_weight: 0.0,
-        snr_db: 0.0,
-        tokens_per_second: local.engine.tokens_per_second(),
-        load: 0.0,
-        expected_words: f64::from(args.max_tokens) * WORDS_PER_TOKEN,
-    });
-    let mut domains: Vec<String> = live.iter().map(|n| n.domain().to_owned()).collect();
-    domains.push(local.profile.domain.clone());
-    let refs: Vec<&str> = domains.iter().map(String::as_str).collect();
-    let rel = p.gate.relevance(&segments, &refs).await?;
+    // The candidates a live request would have, from the one candidate path.
+    let seg_views = p
+        .segment_views(&segments, &live, Some(args.max_tokens), true)
+        .await?;
 
-    // One view per (segment, expert), each forced to that expert.
-    let mut views = Vec::new();
-    let mut choices = Vec::new();
-    let mut jobs = Vec::new();
-    for (s, text) in segments.iter().enumerate() {
-        let cands: Vec<Candidate> = candidates
-            .iter()
-            .enumerate()
-            .map(|(e, c)| Candidate {
-                relevance: rel.cosine[s][e],
-                gate_weight: rel.weights[s][e],
-                ..c.clone()
-            })
-            .collect();
-        for e in 0..cands.len() {
-            views.push(SegmentView {
-                index: s,
-                text: text.clone(),
-                candidates: cands.clone(),
-            });
-            choices.push(Choice {
-                ranking: vec![e],
-                values: vec![0.0; cands.len()],
-                explanation: "collect: every expert".into(),
-            });
-            jobs.push(SegmentJob {
-                segment: text.clone(),
-                context: prompt.to_owned(),
-                max_tokens: Some(args.max_tokens),
-                deadline: Duration::from_secs(300),
-                seed: Some(args.seed.wrapping_add(s as u32)),
-                request_id: format!("{id}-{s}-{e}"),
-                transport: p.config.transport,
-                temperature: None,
-                events: None,
-            });
+    // One round per sample (so no expert ever holds more than one job per
+    // segment, well inside a node's slots and queue); in each, one view per
+    // (segment, expert), forced to that expert.
+    let mut rows = Vec::new();
+    for k in 0..args.samples {
+        let mut views = Vec::new();
+        let mut choices = Vec::new();
+        let mut jobs = Vec::new();
+        for view in &seg_views {
+            let s = view.index;
+            for e in 0..view.candidates.len() {
+                views.push(view.clone());
+                choices.push(Choice {
+                    ranking: vec![e],
+                    values: vec![0.0; view.candidates.len()],
+                    explanation: "collect: every expert".into(),
+                });
+                jobs.push(SegmentJob {
+                    segment: view.text.clone(),
+                    context: prompt.to_owned(),
+                    max_tokens: Some(args.max_tokens),
+                    deadline: Duration::from_secs(300),
+                    seed: Some(sample_seed(args.seed, s, k)),
+                    request_id: format!("{id}-{s}-{e}-{k}"),
+                    transport: p.config.transport,
+                    temperature: None,
+                    events: None,
+                });
+            }
         }
-    }
-    let outcomes = p.dispatcher.run_all(&views, &choices, &jobs).await;
-    let mut rows = Vec::with_capacity(outcomes.len());
-    for ((v, c), o) in views.iter().zip(&choices).zip(&outcomes) {
-        if let Some(e) = &o.error {
-            anyhow::bail!("prompt {id} segment {}: {e}", v.index);
+        let outcomes = p.dispatcher.run_all(&views, &choices, &jobs).await;
+        for ((v, c), o) in views.iter().zip(&choices).zip(&outcomes) {
+            if let Some(e) = &o.error {
+                anyhow::bail!("prompt {id} segment {} sample {k}: {e}", v.index);
+            }
+            let score = p
+                .judge
+                .score(JudgeInput {
+                    task: &v.text,
+                    text: o.judged_text(),
+                })
+                .await?
+                .score;
+            rows.push(dataset_row(
+                id,
+                prompt,
+                segments.len(),
+                v,
+                c.ranking[0],
+                k,
+                o,
+                score,
+            ));
         }
-        let cand = &v.candidates[c.ranking[0]];
-        let fin = o.fin.clone().unwrap_or_default();
-        let score = p
-            .judge
-            .score(JudgeInput {
-                task: &v.text,
-                text: &o.text,
-            })
-            .await?
-            .score;
-        rows.push(DatasetRow {
-            prompt_id: id.to_owned(),
-            prompt: prompt.to_owned(),
-            n_segments: segments.len() as u32,
-            segment_index: v.index as u32,
-            segment: v.text.clone(),
-            expert: cand.expert.clone(),
-            local: cand.local,
-            relevance: cand.relevance,
-            gate_weight: cand.gate_weight,
-            score,
-            words: fin.words,
-            generated_tokens: fin.generated_tokens,
-            prompt_tokens: fin.prompt_tokens,
-            prompt_eval_s: fin.prompt_eval_seconds,
-            generation_s: fin.generation_seconds,
-            bytes_up: if cand.local { 0 } else { o.bytes_up },
-            bytes_down: if cand.local { 0 } else { o.bytes_down },
-            text: o.text.clone(),
-        });
     }
     Ok(rows)
+}
+
+/// The row of one forced generation: `view`'s candidate `chosen` wrote
+/// `o`, judged `score`. Sizes are what the wire carried (0 for the local
+/// expert, which sends nothing).
+#[allow(clippy::too_many_arguments)]
+pub fn dataset_row(
+    prompt_id: &str,
+    prompt: &str,
+    n_segments: usize,
+    view: &SegmentView,
+    chosen: usize,
+    sample: u32,
+    o: &SegmentOutcome,
+    score: f64,
+) -> DatasetRow {
+    let cand = &view.candidates[chosen];
+    let fin = o.fin.clone().unwrap_or_default();
+    DatasetRow {
+        prompt_id: prompt_id.to_owned(),
+        prompt: prompt.to_owned(),
+        n_segments: n_segments as u32,
+        segment_index: view.index as u32,
+        segment: view.text.clone(),
+        sample,
+        expert: cand.expert.clone(),
+        local: cand.local,
+        relevance: cand.relevance,
+        gate_weight: cand.gate_weight,
+        score,
+        words: fin.words,
+        generated_tokens: fin.generated_tokens,
+        prompt_tokens: fin.prompt_tokens,
+        prompt_eval_s: fin.prompt_eval_seconds,
+        generation_s: fin.generation_seconds,
+        bytes_up: if cand.local { 0 } else { o.bytes_up },
+        bytes_down: if cand.local { 0 } else { o.bytes_down },
+        text: o.text.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use netmoe_edge_node::ExpertProfile;
+
+    use super::*;
+    use crate::gate::Relevance;
+    use crate::pipeline::{LocalCandidate, targets, views_of};
+    use crate::registry::Registry;
+    use crate::rl::dataset::Dataset;
+    use crate::rl::env::{Env, EnvConfig};
+    use crate::rl::features::ExpertPriors;
+    use crate::rl::policy::{SacPolicy, untrained_info};
+    use crate::rl::sac::{Sac, SacConfig};
+    use crate::rl::train::fit_norm;
+
+    /// Three registered nodes with fixed SNRs, as a live coordinator has them.
+    fn registry() -> Registry {
+        let r = Registry::new(
+            crate::registry::DEFAULT_HEARTBEAT_INTERVAL,
+            crate::registry::DEFAULT_LIVENESS_TIMEOUT,
+        );
+        for (i, (name, snr)) in [("fantasy", 14.0), ("scifi", 3.0), ("nature", 9.5)]
+            .into_iter()
+            .enumerate()
+        {
+            let profile = ExpertProfile::resolve(Path::new(name)).unwrap();
+            r.register(
+                Some(v1::NodeInfo {
+                    node_id: format!("{name}-1"),
+                    profile: Some(profile.to_proto()),
+                    snr: Some(v1::SnrReport {
+                        snr_db: snr,
+                        ..Default::default()
+                    }),
+                    tokens_per_second: 20.0 + i as f64,
+                    ..Default::default()
+                }),
+                &format!("http://127.0.0.1:{}", 1 + i),
+            )
+            .unwrap();
+        }
+        r
+    }
+
+    /// The outcome an expert's node would report for one generation.
+    fn outcome(target: &str, words: u32, bytes_down: u64) -> SegmentOutcome {
+        SegmentOutcome {
+            candidate: 0,
+            target: target.into(),
+            text: "w ".repeat(words as usize),
+            fin: Some(v1::GenerateFinal {
+                words,
+                generated_tokens: words + 4,
+                generation_seconds: 1.5,
+                ..Default::default()
+            }),
+            bytes_up: 150,
+            bytes_down,
+            latency: Duration::from_secs(2),
+            attempts: 1,
+            error: None,
+            transport: "grpc",
+            wire: Default::default(),
+        }
+    }
+
+    /// A collected row and a live request for the same segment give the
+    /// SAC actor the same features: the dataset names the local expert as
+    /// serving does and sizes come from what was measured, whatever
+    /// `max_tokens` each side used.
+    #[tokio::test]
+    async fn a_collected_row_and_a_live_request_have_the_same_features() {
+        let registry = registry();
+        let live = registry.live();
+        let local_profile = ExpertProfile::generic();
+        let local = LocalCandidate {
+            profile: &local_profile,
+            tokens_per_second: 31.0,
+            load: 0.0,
+        };
+        let segments = vec![
+            "A knight rides out to face a dragon".to_owned(),
+            "a robot repairs a starship".to_owned(),
+        ];
+        let rel = Relevance {
+            cosine: vec![vec![0.61, 0.22, 0.30, 0.35], vec![0.18, 0.66, 0.21, 0.33]],
+            weights: vec![vec![0.7, 0.05, 0.1, 0.15], vec![0.04, 0.8, 0.06, 0.1]],
+        };
+        // Collected with 64 tokens and two samples per pair ...
+        let (cands, _) = targets(&live, Some(local), Some(64));
+        let collected = views_of(&segments, &cands, &rel);
+        let mut rows = Vec::new();
+        for p in ["p1", "p2"] {
+            for v in &collected {
+                for (e, c) in v.candidates.iter().enumerate() {
+                    for k in 0..2u32 {
+                        let words = 40 + 3 * e as u32 + 5 * k + v.index as u32;
+                        let o = outcome(&c.target, words, u64::from(words) * 26);
+                        let score = 4.0 + e as f64 + f64::from(k) * 0.5;
+                        rows.push(dataset_row(p, "prompt", 2, v, e, k, &o, score));
+                    }
+                }
+            }
+        }
+        assert!(rows.iter().any(|r| r.local && r.expert == "generalist"));
+        let data = Arc::new(Dataset::from_rows("rows".into(), &rows).unwrap());
+        assert_eq!(data.max_samples(), 2);
+        let all: Vec<usize> = (0..data.prompts.len()).collect();
+        let mut env = Env::new(data.clone(), all.clone(), EnvConfig::default(), 3).unwrap();
+        let priors = ExpertPriors::from_dataset(&data, &all);
+        let norm = fit_norm(&env, &priors, 10, 1).unwrap();
+        let config = SacConfig {
+            hidden: vec![8],
+            ..SacConfig::default()
+        };
+        let mut info = untrained_info(config.clone());
+        info.norm = norm.clone();
+        info.priors = priors.clone();
+        let policy = SacPolicy::new(Sac::new(config, 1).unwrap(), info);
+
+        // ... served with the profile default and a measured wire.
+        registry.observe_wire("scifi-1", 9000, 100);
+        let (cands, _) = targets(&registry.live(), Some(local), None);
+        let served = views_of(&segments, &cands, &rel);
+        let mut ep = env.draw();
+        ep.snr_db = served[0].candidates.iter().map(|c| c.snr_db).collect();
+        let st = env.start(&ep);
+        let from_row = env.observe(&ep, &st, &priors, &norm);
+        let from_live = policy.observe(
+            &served[0].candidates,
+            &HashMap::new(),
+            0,
+            segments.len(),
+            st.local_left,
+        );
+        assert_eq!(env.nodes().len(), served[0].candidates.len());
+        for (n, c) in env.nodes().iter().zip(&served[0].candidates) {
+            assert_eq!(env.data().experts[n.expert].name, c.expert);
+        }
+        assert_eq!(from_row.mask, from_live.mask);
+        assert_eq!(from_row.features, from_live.features);
+    }
 }

@@ -122,6 +122,22 @@ pub struct SegmentOutcome {
 }
 
 impl SegmentOutcome {
+    /// The text the judge scores: when the token budget cut the passage,
+    /// its complete sentences only. The budget is the caller's choice, not
+    /// the expert's flaw; a passage the expert itself left unfinished (it
+    /// stopped on its own mid-sentence) is judged as written.
+    pub fn judged_text(&self) -> &str {
+        let cut = self
+            .fin
+            .as_ref()
+            .is_some_and(|f| f.finish_reason() == v1::FinishReason::Length);
+        if cut {
+            crate::text::complete_sentences(&self.text)
+        } else {
+            &self.text
+        }
+    }
+
     /// Seconds the expert spent on it (queue, prompt, generation).
     pub fn model_seconds(&self) -> f64 {
         self.fin.as_ref().map_or(0.0, |f| {

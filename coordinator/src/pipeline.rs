@@ -249,6 +249,100 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// The coordinator's own expert as a candidate sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalCandidate<'a> {
+    /// Its profile (name, domain, default length).
+    pub profile: &'a netmoe_edge_node::ExpertProfile,
+    /// Its generation speed.
+    pub tokens_per_second: f64,
+    /// (active + queued) / slots.
+    pub load: f64,
+}
+
+/// Every candidate of a request before the gate has scored it: each live
+/// node as its registry entry describes it, then the local expert if any;
+/// with the domain the gate compares each with. The one candidate path:
+/// serving and `coordinator collect` both build their candidates here, so
+/// the routing dataset names experts and measures them exactly as a live
+/// request does.
+pub fn targets(
+    nodes: &[crate::registry::NodeEntry],
+    local: Option<LocalCandidate<'_>>,
+    max_tokens: Option<u32>,
+) -> (Vec<Candidate>, Vec<String>) {
+    let mut targets: Vec<Candidate> = nodes
+        .iter()
+        .map(|n| {
+            let max = max_tokens.unwrap_or_else(|| {
+                n.info
+                    .profile
+                    .as_ref()
+                    .map_or(FALLBACK_MAX_TOKENS, |p| p.default_max_tokens)
+            });
+            let load = f64::from(n.load.active + n.load.queued) / f64::from(n.load.slots.max(1));
+            Candidate {
+                link: n.measured_link().and_then(MeasuredLink::from_probe),
+                target: n.id().to_owned(),
+                expert: n.expert().to_owned(),
+                local: false,
+                relevance: 0.0,
+                gate_weight: 0.0,
+                snr_db: n.snr.snr_db,
+                tokens_per_second: n.tokens_per_second,
+                load,
+                expected_words: f64::from(max) * WORDS_PER_TOKEN,
+                wire_bytes_per_word: n.wire_bytes_per_word,
+            }
+        })
+        .collect();
+    let mut domains: Vec<String> = nodes.iter().map(|n| n.domain().to_owned()).collect();
+    if let Some(l) = local {
+        targets.push(Candidate {
+            link: None,
+            target: LOCAL_TARGET.into(),
+            expert: l.profile.name.clone(),
+            local: true,
+            relevance: 0.0,
+            gate_weight: 0.0,
+            snr_db: 0.0,
+            tokens_per_second: l.tokens_per_second,
+            load: l.load,
+            expected_words: f64::from(max_tokens.unwrap_or(l.profile.default_max_tokens))
+                * WORDS_PER_TOKEN,
+            wire_bytes_per_word: 0.0,
+        });
+        domains.push(l.profile.domain.clone());
+    }
+    (targets, domains)
+}
+
+/// Every segment's view: its candidates ([`targets`]) carrying the gate's
+/// relevance and weight for that segment (`rel` indexed like them).
+pub fn views_of(
+    segments: &[String],
+    targets: &[Candidate],
+    rel: &crate::gate::Relevance,
+) -> Vec<SegmentView> {
+    segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SegmentView {
+            index: i,
+            text: s.clone(),
+            candidates: targets
+                .iter()
+                .enumerate()
+                .map(|(e, c)| Candidate {
+                    relevance: rel.cosine[i][e],
+                    gate_weight: rel.weights[i][e],
+                    ..c.clone()
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 impl Pipeline {
     fn validate(
         &self,
@@ -327,6 +421,51 @@ impl Pipeline {
         result
     }
 
+    /// Feeds each edge answer's measured bytes and words to its node's
+    /// bytes-per-word mean, which later candidates carry.
+    fn observe_wire(&self, outcomes: &[SegmentOutcome]) {
+        for o in outcomes.iter().filter(|o| o.error.is_none()) {
+            if let Some(fin) = o.fin.as_ref().filter(|_| o.target != LOCAL_TARGET) {
+                self.registry
+                    .observe_wire(&o.target, o.bytes_up + o.bytes_down, fin.words);
+            }
+        }
+    }
+
+    /// Every candidate of a request before the gate has scored it; see
+    /// [`targets`].
+    pub fn targets(
+        &self,
+        nodes: &[crate::registry::NodeEntry],
+        max_tokens: Option<u32>,
+        with_local: bool,
+    ) -> (Vec<Candidate>, Vec<String>) {
+        let local = self.local.as_ref().filter(|_| with_local).map(|l| {
+            let load = l.engine.load();
+            LocalCandidate {
+                profile: &l.profile,
+                tokens_per_second: l.engine.tokens_per_second(),
+                load: f64::from(load.active + load.queued) / f64::from(load.slots.max(1)),
+            }
+        });
+        targets(nodes, local, max_tokens)
+    }
+
+    /// The gate stage: every segment's view, its candidates ([`Self::targets`])
+    /// carrying the gate's relevance and weight for that segment.
+    pub async fn segment_views(
+        &self,
+        segments: &[String],
+        nodes: &[crate::registry::NodeEntry],
+        max_tokens: Option<u32>,
+        with_local: bool,
+    ) -> Result<Vec<SegmentView>, AskError> {
+        let (targets, domains) = self.targets(nodes, max_tokens, with_local);
+        let domain_refs: Vec<&str> = domains.iter().map(String::as_str).collect();
+        let rel = self.gate.relevance(segments, &domain_refs).await?;
+        Ok(views_of(segments, &targets, &rel))
+    }
+
     async fn answer(
         &self,
         req: v1::AskRequest,
@@ -349,69 +488,9 @@ impl Pipeline {
             return Err(AskError::NoLiveNodes(policy.name().to_owned()));
         }
         let segments = segment(&prompt, k);
-        let mut targets: Vec<Candidate> = nodes
-            .iter()
-            .map(|n| {
-                let max = req.max_tokens.unwrap_or_else(|| {
-                    n.info
-                        .profile
-                        .as_ref()
-                        .map_or(FALLBACK_MAX_TOKENS, |p| p.default_max_tokens)
-                });
-                let load =
-                    f64::from(n.load.active + n.load.queued) / f64::from(n.load.slots.max(1));
-                Candidate {
-                    link: n.measured_link().and_then(MeasuredLink::from_probe),
-                    target: n.id().to_owned(),
-                    expert: n.expert().to_owned(),
-                    local: false,
-                    relevance: 0.0,
-                    gate_weight: 0.0,
-                    snr_db: n.snr.snr_db,
-                    tokens_per_second: n.tokens_per_second,
-                    load,
-                    expected_words: f64::from(max) * WORDS_PER_TOKEN,
-                }
-            })
-            .collect();
-        let mut domains: Vec<String> = nodes.iter().map(|n| n.domain().to_owned()).collect();
-        if let Some(local) = self.local.as_ref().filter(|_| local_ok) {
-            let l = local.engine.load();
-            targets.push(Candidate {
-                link: None,
-                target: LOCAL_TARGET.into(),
-                expert: local.profile.name.clone(),
-                local: true,
-                relevance: 0.0,
-                gate_weight: 0.0,
-                snr_db: 0.0,
-                tokens_per_second: local.engine.tokens_per_second(),
-                load: f64::from(l.active + l.queued) / f64::from(l.slots.max(1)),
-                expected_words: f64::from(
-                    req.max_tokens.unwrap_or(local.profile.default_max_tokens),
-                ) * WORDS_PER_TOKEN,
-            });
-            domains.push(local.profile.domain.clone());
-        }
-        let domain_refs: Vec<&str> = domains.iter().map(String::as_str).collect();
-        let rel = self.gate.relevance(&segments, &domain_refs).await?;
-        let views: Vec<SegmentView> = segments
-            .iter()
-            .enumerate()
-            .map(|(i, s)| SegmentView {
-                index: i,
-                text: s.clone(),
-                candidates: targets
-                    .iter()
-                    .enumerate()
-                    .map(|(e, c)| Candidate {
-                        relevance: rel.cosine[i][e],
-                        gate_weight: rel.weights[i][e],
-                        ..c.clone()
-                    })
-                    .collect(),
-            })
-            .collect();
+        let views = self
+            .segment_views(&segments, &nodes, req.max_tokens, local_ok)
+            .await?;
         let t_gate = t0.elapsed();
 
         // Route.
@@ -502,7 +581,7 @@ impl Pipeline {
                             .judge
                             .score(JudgeInput {
                                 task: s,
-                                text: &o.text,
+                                text: o.judged_text(),
                             })
                             .await?
                             .score;
@@ -516,6 +595,7 @@ impl Pipeline {
             .collect::<Result<Vec<_>, _>>()?;
         let (outcomes, scores): (Vec<SegmentOutcome>, Vec<f64>) = judged.into_iter().unzip();
         let t_dispatch = t2.elapsed();
+        self.observe_wire(&outcomes);
         if outcomes.iter().all(|o| o.error.is_some()) {
             let errs: Vec<_> = outcomes.iter().filter_map(|o| o.error.clone()).collect();
             return Err(AskError::AllFailed(errs.join("; ")));

@@ -56,6 +56,12 @@ pub enum RegistryError {
     },
 }
 
+/// Weight of the newest answer in a node's bytes-per-word mean (about the
+/// last ten answers count).
+const WIRE_MEAN_WEIGHT: f64 = 0.1;
+/// Fewest words an answer needs to count in that mean.
+pub const MIN_WIRE_WORDS: u32 = 8;
+
 /// What the coordinator knows of one node.
 #[derive(Debug, Clone)]
 pub struct NodeEntry {
@@ -73,6 +79,10 @@ pub struct NodeEntry {
     pub load: v1::Load,
     /// Latest speed.
     pub tokens_per_second: f64,
+    /// Bytes on the wire (both ways) per word of its answers: a moving
+    /// mean of what the coordinator measured on this node's link, from
+    /// [`crate::policy::DEFAULT_WIRE_BYTES_PER_WORD`] until it answers.
+    pub wire_bytes_per_word: f64,
     /// Believed reachable.
     pub live: bool,
     /// The latest probe of its QUIC link, and when it finished.
@@ -238,6 +248,7 @@ impl Registry {
             snr: info.snr.clone().unwrap_or_default(),
             load: info.load.unwrap_or_default(),
             tokens_per_second: info.tokens_per_second,
+            wire_bytes_per_word: crate::policy::DEFAULT_WIRE_BYTES_PER_WORD,
             endpoint: endpoint.to_owned(),
             channel,
             last_seen: Instant::now(),
@@ -279,6 +290,21 @@ impl Registry {
         }
         n.tokens_per_second = hb.tokens_per_second;
         Ok(true)
+    }
+
+    /// Folds one answer's measured wire bytes (both ways) and words into
+    /// the node's bytes-per-word mean. Answers of fewer than
+    /// [`MIN_WIRE_WORDS`] words say more about the request's fixed share
+    /// than about the text, so they are not counted.
+    pub fn observe_wire(&self, id: &str, bytes: u64, words: u32) {
+        if words < MIN_WIRE_WORDS {
+            return;
+        }
+        let mut nodes = self.nodes.write().expect("registry lock");
+        if let Some(n) = nodes.get_mut(id) {
+            let x = bytes as f64 / f64::from(words);
+            n.wire_bytes_per_word += WIRE_MEAN_WEIGHT * (x - n.wire_bytes_per_word);
+        }
     }
 
     /// Drops nodes silent for longer than the liveness timeout; returns

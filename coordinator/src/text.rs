@@ -43,6 +43,38 @@ pub fn sentences(text: &str) -> Vec<String> {
     out
 }
 
+/// `text` up to the end of its last complete sentence (a `.`, `!`, `?` or
+/// `…` with any closing marks), or all of it when no sentence ends: what a
+/// passage cut by its token budget says whole.
+///
+/// ```
+/// # use netmoe_coordinator::text::complete_sentences;
+/// assert_eq!(complete_sentences("He ran. \"Stop!\" she cried. The fox"), "He ran. \"Stop!\" she cried.");
+/// assert_eq!(complete_sentences("no end at all"), "no end at all");
+/// ```
+pub fn complete_sentences(text: &str) -> &str {
+    let mut end = None;
+    let mut chars = text.char_indices().peekable();
+    while let Some((_, ch)) = chars.next() {
+        if matches!(ch, '.' | '!' | '?' | '\u{2026}') {
+            let mut stop = None;
+            while let Some(&(i, next)) = chars.peek() {
+                if matches!(next, '.' | '!' | '?' | '\u{2026}') || CLOSERS.contains(&next) {
+                    chars.next();
+                } else {
+                    stop = Some(i);
+                    break;
+                }
+            }
+            end = Some(stop.unwrap_or(text.len()));
+        }
+    }
+    match end {
+        Some(e) if !text[..e].trim().is_empty() => text[..e].trim_end(),
+        _ => text,
+    }
+}
+
 /// Lower-cased words with surrounding punctuation removed (empty tokens,
 /// such as a lone dash, are dropped).
 ///

@@ -161,6 +161,7 @@ mod tests {
             tokens_per_second: 40.0,
             load: 0.0,
             expected_words: 70.0,
+            wire_bytes_per_word: 28.0,
         }
     }
 

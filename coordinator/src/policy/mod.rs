@@ -17,10 +17,14 @@ pub const LOCAL_TARGET: &str = "local";
 /// relevant is expected to reach 10 (a prior, until a learned policy
 /// replaces it with what it saw).
 pub const SCORE_FLOOR: f64 = 5.0;
-/// Bytes on the wire per generated word: the text travels twice (pieces,
-/// then the final message) plus per-piece framing; measured ~14 on the
-/// default model.
-pub const WIRE_BYTES_PER_WORD: f64 = 14.0;
+/// Bytes on the wire per generated word, both ways, before a node has
+/// served anything: the request's share plus the text travelling twice
+/// (pieces, then the final message) with per-piece framing. Once a node
+/// has answered, its candidates carry the mean the coordinator measured on
+/// its own wire ([`crate::registry::NodeEntry::wire_bytes_per_word`]); a
+/// learned policy uses what its training data measured per expert. A unit
+/// test keeps this within 15% of the shipped dataset's measurement.
+pub const DEFAULT_WIRE_BYTES_PER_WORD: f64 = 28.0;
 /// Words per generated token of the default model's English text.
 pub const WORDS_PER_TOKEN: f64 = 0.75;
 
@@ -45,6 +49,9 @@ pub struct Candidate {
     pub load: f64,
     /// Words the expert is expected to write.
     pub expected_words: f64,
+    /// Bytes on the wire (both ways) per word it writes, as measured on
+    /// this node's link (0 when local).
+    pub wire_bytes_per_word: f64,
     /// The node's link as last probed (None: local, or not probed yet).
     pub link: Option<MeasuredLink>,
 }
@@ -117,7 +124,7 @@ pub fn estimate(c: &Candidate, all: &[Candidate], cost: &CostModel) -> Estimate 
     let bits = if c.local {
         0
     } else {
-        (c.expected_words * WIRE_BYTES_PER_WORD * 8.0) as u64
+        (c.expected_words * c.wire_bytes_per_word * 8.0) as u64
     };
     let r = cost.reward(score, words, bits, c.snr_db);
     // The router sees the worse of the channel model and the measured

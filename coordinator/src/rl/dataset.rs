@@ -61,8 +61,30 @@ pub struct SegmentData {
     pub index: usize,
     /// The segment text.
     pub text: String,
-    /// Outcome per expert, indexed like [`Dataset::experts`].
+    /// Expected outcome per expert (the mean over its samples), indexed
+    /// like [`Dataset::experts`]: what a router can hope to learn.
     pub outcomes: Vec<Outcome>,
+    /// Every generation of each expert (at least one), indexed like
+    /// [`Dataset::experts`]: the environment pays one of them per step.
+    pub samples: Vec<Vec<Outcome>>,
+}
+
+impl Outcome {
+    /// The mean of `samples` (relevance and gate weight are the gate's,
+    /// the same for every sample).
+    pub fn mean(samples: &[Outcome]) -> Outcome {
+        let n = samples.len().max(1) as f64;
+        let avg = |f: &dyn Fn(&Outcome) -> f64| samples.iter().map(f).sum::<f64>() / n;
+        Outcome {
+            relevance: samples.first().map_or(0.0, |o| o.relevance),
+            gate_weight: samples.first().map_or(0.0, |o| o.gate_weight),
+            score: avg(&|o| o.score),
+            words: avg(&|o| f64::from(o.words)).round() as u32,
+            bits: avg(&|o| o.bits as f64).round() as u64,
+            generated_tokens: avg(&|o| f64::from(o.generated_tokens)).round() as u32,
+            generation_s: avg(&|o| o.generation_s),
+        }
+    }
 }
 
 /// One prompt and its segments, in order.
@@ -146,7 +168,7 @@ impl Dataset {
             .map(|(i, e)| (e.name.as_str(), i))
             .collect();
         // prompt id → (prompt text, segment index → (segment text, outcome per expert))
-        type Segments<'a> = BTreeMap<u32, (&'a str, Vec<Option<Outcome>>)>;
+        type Segments<'a> = BTreeMap<u32, (&'a str, Vec<Vec<Outcome>>)>;
         let mut grouped: BTreeMap<&str, (&str, Segments<'_>)> = BTreeMap::new();
         for r in rows {
             let prompt = grouped
@@ -155,8 +177,8 @@ impl Dataset {
             let seg = prompt
                 .1
                 .entry(r.segment_index)
-                .or_insert_with(|| (&r.segment, vec![None; experts.len()]));
-            seg.1[index[r.expert.as_str()]] = Some(Outcome {
+                .or_insert_with(|| (&r.segment, vec![Vec::new(); experts.len()]));
+            seg.1[index[r.expert.as_str()]].push(Outcome {
                 relevance: r.relevance,
                 gate_weight: r.gate_weight,
                 score: r.score,
@@ -174,15 +196,17 @@ impl Dataset {
         let mut prompts = Vec::new();
         for (id, (text, segs)) in grouped {
             let mut segments = Vec::new();
-            for (_, (seg_text, slots)) in segs {
-                match slots.into_iter().collect::<Option<Vec<_>>>() {
-                    Some(outcomes) => segments.push(SegmentData {
-                        index: segments.len(),
-                        text: seg_text.to_owned(),
-                        outcomes,
-                    }),
-                    None => dropped_segments += 1,
+            for (_, (seg_text, samples)) in segs {
+                if samples.iter().any(Vec::is_empty) {
+                    dropped_segments += 1;
+                    continue;
                 }
+                segments.push(SegmentData {
+                    index: segments.len(),
+                    text: seg_text.to_owned(),
+                    outcomes: samples.iter().map(|s| Outcome::mean(s)).collect(),
+                    samples,
+                });
             }
             if !segments.is_empty() {
                 prompts.push(PromptData {
@@ -254,6 +278,16 @@ impl Dataset {
             .collect()
     }
 
+    /// The most samples any (segment, expert) pair has.
+    pub fn max_samples(&self) -> usize {
+        self.prompts
+            .iter()
+            .flat_map(|p| &p.segments)
+            .flat_map(|s| s.samples.iter().map(Vec::len))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Number of segments over `prompts`.
     pub fn segments_in(&self, prompts: &[usize]) -> usize {
         prompts
@@ -278,6 +312,13 @@ pub fn synthetic(n_prompts: usize, seed: u64) -> Dataset {
 impl Dataset {
     /// See [`synthetic`].
     pub fn synthetic(n_prompts: usize, seed: u64) -> Self {
+        Self::synthetic_sampled(n_prompts, seed, 1)
+    }
+
+    /// [`synthetic`] with `samples` generations of each (segment, expert):
+    /// the first is the single-sample set's, the others redraw the judge
+    /// noise and the length.
+    pub fn synthetic_sampled(n_prompts: usize, seed: u64, samples: u32) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let noise = |sd: f64| Normal::new(0.0, sd).expect("finite sd");
         let names = ["fantasy", "scifi", "nature", "local"];
@@ -299,7 +340,7 @@ impl Dataset {
                 let max = rel.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let exps: Vec<f64> = rel.iter().map(|r| ((r - max) / 0.02).exp()).collect();
                 let z: f64 = exps.iter().sum();
-                for e in 0..4 {
+                for (e, k) in (0..4).flat_map(|e| (0..samples.max(1)).map(move |k| (e, k))) {
                     let local = e == 3;
                     let score = if local {
                         6.2 + noise(0.5).sample(&mut rng)
@@ -313,6 +354,7 @@ impl Dataset {
                         n_segments,
                         segment_index: s,
                         segment: format!("synthetic segment {s} on topic {topic}"),
+                        sample: k,
                         expert: names[e].to_owned(),
                         local,
                         relevance: rel[e],

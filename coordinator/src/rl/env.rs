@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
 use super::RlError;
-use super::dataset::Dataset;
+use super::dataset::{Dataset, Outcome};
 use super::features::{
     ExpertPriors, FeatureNorm, N_FEATURES, StepContext, available, pair_features,
 };
@@ -167,6 +167,9 @@ pub struct Episode {
     pub snr_db: Vec<f64>,
     /// Seed for policies that draw (the random baseline).
     pub seed: u64,
+    /// `[segment][expert]`: which recorded generation the step is paid
+    /// with (all 0 when the dataset has one sample per pair).
+    pub samples: Vec<Vec<usize>>,
 }
 
 /// Progress through an episode.
@@ -209,6 +212,7 @@ pub struct Env {
     samplers: Vec<Option<SnrSampler>>,
     tokens_per_second: Vec<f64>,
     mean_words: Vec<f64>,
+    wire_bytes_per_word: Vec<f64>,
     config: EnvConfig,
     rng: StdRng,
 }
@@ -318,6 +322,9 @@ impl Env {
                 )
             })
             .unzip();
+        let wire_bytes_per_word = (0..data.experts.len())
+            .map(|e| wire_bytes_per_word(&data, &prompts, e))
+            .collect();
         Ok(Self {
             data,
             prompts,
@@ -325,6 +332,7 @@ impl Env {
             samplers,
             tokens_per_second,
             mean_words,
+            wire_bytes_per_word,
             config,
             rng,
         })
@@ -392,10 +400,27 @@ impl Env {
             };
             snr_db.push(v);
         }
+        // One of each pair's generations, drawn per step: the sampling
+        // noise of a real expert. Nothing is drawn when there is only one,
+        // so single-sample datasets keep their episode streams.
+        let samples = self.data.prompts[prompt]
+            .segments
+            .iter()
+            .map(|seg| {
+                seg.samples
+                    .iter()
+                    .map(|k| match k.len() {
+                        0 | 1 => 0,
+                        n => self.rng.random_range(0..n),
+                    })
+                    .collect()
+            })
+            .collect();
         Episode {
             prompt,
             snr_db,
             seed: self.rng.random(),
+            samples,
         }
     }
 
@@ -430,6 +455,11 @@ impl Env {
                     tokens_per_second: self.tokens_per_second[n.expert],
                     load: 0.0,
                     expected_words: self.mean_words[n.expert],
+                    wire_bytes_per_word: if n.local {
+                        0.0
+                    } else {
+                        self.wire_bytes_per_word[n.expert]
+                    },
                 }
             })
             .collect()
@@ -448,19 +478,55 @@ impl Env {
             .collect()
     }
 
-    /// The true reward of segment `s` on node `node`: the recorded outcome
+    /// The generation of `expert` on segment `s` this episode pays: the
+    /// sample drawn for it.
+    pub fn outcome(&self, ep: &Episode, s: usize, expert: usize) -> &Outcome {
+        let k = ep.samples.get(s).and_then(|v| v.get(expert)).copied();
+        let samples = &self.data.prompts[ep.prompt].segments[s].samples[expert];
+        &samples[k.unwrap_or(0).min(samples.len() - 1)]
+    }
+
+    /// The true reward of segment `s` on node `node`: the drawn generation
     /// (with the node's offsets) through the one cost model.
     pub fn reward(&self, ep: &Episode, s: usize, node: usize) -> f64 {
         let n = &self.nodes[node];
-        let o = &self.data.prompts[ep.prompt].segments[s].outcomes[n.expert];
-        self.reward_with_score(ep, s, node, (o.score + n.score_offset).clamp(0.0, 10.0))
+        let o = self.outcome(ep, s, n.expert);
+        self.reward_of(ep, node, o, (o.score + n.score_offset).clamp(0.0, 10.0))
+    }
+
+    /// The expected reward of segment `s` on `node`: the mean over every
+    /// recorded generation of the pair (this episode's SNR). What a router
+    /// that cannot see the passage before it is written can at best aim at.
+    pub fn expected_reward(&self, ep: &Episode, s: usize, node: usize) -> f64 {
+        let n = &self.nodes[node];
+        let samples = &self.data.prompts[ep.prompt].segments[s].samples[n.expert];
+        samples
+            .iter()
+            .map(|o| self.reward_of(ep, node, o, (o.score + n.score_offset).clamp(0.0, 10.0)))
+            .sum::<f64>()
+            / samples.len().max(1) as f64
+    }
+
+    /// The expected-value bound: exhaustive search (local capacity
+    /// respected) on every pair's [`Self::expected_reward`], paid with the
+    /// TRUE (drawn) rewards. No router can expect more; the hindsight
+    /// bound ([`Self::upper_bound`]) also knows which sample was drawn.
+    pub fn expected_bound(&self, ep: &Episode) -> f64 {
+        let choices = self.best_assignment(ep, |s, j| self.expected_reward(ep, s, j));
+        self.total(ep, &choices)
     }
 
     /// The reward of segment `s` on `node` had its judge given `score`
-    /// (words and bits as recorded, scaled by the node's offsets).
+    /// (words and bits of the drawn generation, scaled by the node's offsets).
     fn reward_with_score(&self, ep: &Episode, s: usize, node: usize, score: f64) -> f64 {
+        let o = self.outcome(ep, s, self.nodes[node].expert);
+        self.reward_of(ep, node, o, score)
+    }
+
+    /// The reward of outcome `o` on `node` judged `score`, through the one
+    /// cost model at this episode's SNR.
+    fn reward_of(&self, ep: &Episode, node: usize, o: &Outcome, score: f64) -> f64 {
         let n = &self.nodes[node];
-        let o = &self.data.prompts[ep.prompt].segments[s].outcomes[n.expert];
         let words = (f64::from(o.words) * n.words_scale).round() as u32;
         let bits = if n.local {
             0
@@ -632,6 +698,22 @@ impl Env {
     }
 }
 
+/// Bytes on the wire (both ways) per word expert `e` wrote over the
+/// segments of `prompts`, as the dataset measured them: what a live node's
+/// candidate carries once the coordinator has measured its link.
+pub fn wire_bytes_per_word(data: &Dataset, prompts: &[usize], e: usize) -> f64 {
+    let (mut bits, mut words) = (0.0, 0.0);
+    for &p in prompts {
+        for s in &data.prompts[p].segments {
+            for o in &s.samples[e] {
+                bits += o.bits as f64;
+                words += f64::from(o.words);
+            }
+        }
+    }
+    if words > 0.0 { bits / 8.0 / words } else { 0.0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -723,6 +805,51 @@ mod tests {
                 assert!((replay.total - bound).abs() < 1e-9);
             }
         }
+    }
+
+    #[test]
+    fn the_default_wire_size_is_what_the_shipped_dataset_measured() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/routing_dataset.jsonl");
+        let d = Dataset::load(std::path::Path::new(path)).unwrap();
+        let all: Vec<usize> = (0..d.prompts.len()).collect();
+        for e in d.edge_experts() {
+            let measured = wire_bytes_per_word(&d, &all, e);
+            let gap = (measured / crate::policy::DEFAULT_WIRE_BYTES_PER_WORD - 1.0).abs();
+            assert!(gap < 0.15, "{}: {measured:.1} B/word", d.experts[e].name);
+        }
+    }
+
+    #[test]
+    fn expected_bound_never_beats_hindsight_and_plans_best_on_the_means() {
+        // Three generations per pair, so the drawn sample matters.
+        let data = Arc::new(Dataset::synthetic_sampled(16, 4, 3));
+        assert_eq!(data.max_samples(), 3);
+        let all: Vec<usize> = (0..data.prompts.len()).collect();
+        let mut env = Env::new(data.clone(), all.clone(), EnvConfig::default(), 2).unwrap();
+        let (mut expected, mut hindsight) = (0.0, 0.0);
+        let mut draws = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let ep = env.draw();
+            draws.extend(ep.samples.iter().flatten().copied());
+            let (h, _) = env.upper_bound(&ep);
+            let x = env.expected_bound(&ep);
+            assert!(x <= h + 1e-9, "the expected bound never beats hindsight");
+            expected += x;
+            hindsight += h;
+            // Paid with the drawn sample, the expected bound's plan is the
+            // best on the pairs' means.
+            let plan = env.best_assignment(&ep, |s, j| env.expected_reward(&ep, s, j));
+            let mean_of = |c: &[usize]| -> f64 {
+                c.iter()
+                    .enumerate()
+                    .map(|(s, &j)| env.expected_reward(&ep, s, j))
+                    .sum()
+            };
+            let (_, hindsight_plan) = env.upper_bound(&ep);
+            assert!(mean_of(&plan) >= mean_of(&hindsight_plan) - 1e-9);
+        }
+        assert_eq!(draws.len(), 3, "every sample is drawn");
+        assert!(expected < hindsight, "{expected} vs {hindsight}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::Dataset;
 use crate::gate::MAX_SEGMENTS;
-use crate::policy::{Candidate, WIRE_BYTES_PER_WORD, estimate};
+use crate::policy::{Candidate, estimate};
 
 /// Features per (segment, node) pair.
 pub const N_FEATURES: usize = 19;
@@ -95,8 +95,26 @@ impl ExpertPriors {
     }
 
     /// The prior of `expert`; for an expert never seen, the mean over the
-    /// seen experts of the same kind (edge or local), with `words` words.
+    /// seen experts of the same kind (edge or local), with `words` words at
+    /// the default wire size.
     pub fn get(&self, expert: &str, local: bool, words: f64) -> ExpertPrior {
+        self.get_with_wire(
+            expert,
+            local,
+            words,
+            crate::policy::DEFAULT_WIRE_BYTES_PER_WORD,
+        )
+    }
+
+    /// [`Self::get`], an unseen expert's passage costing
+    /// `wire_bytes_per_word` bytes per word on the wire.
+    pub fn get_with_wire(
+        &self,
+        expert: &str,
+        local: bool,
+        words: f64,
+        wire_bytes_per_word: f64,
+    ) -> ExpertPrior {
         if let Some(p) = self.experts.iter().find(|p| p.name == expert) {
             return p.clone();
         }
@@ -114,8 +132,26 @@ impl ExpertPriors {
             mean_bits: if local {
                 0.0
             } else {
-                words * WIRE_BYTES_PER_WORD * 8.0
+                words * wire_bytes_per_word * 8.0
             },
+        }
+    }
+
+    /// `c` as the priors expect it: words and wire bytes per word of its
+    /// expert's training mean when the expert is known, else the
+    /// candidate's own (the live node's measured wire). Every feature reads
+    /// sizes through this, so a collected row and a live request for the
+    /// same segment give the same features whatever `max_tokens` was.
+    pub fn informed(&self, c: &Candidate) -> Candidate {
+        let p = self.get_with_wire(&c.expert, c.local, c.expected_words, c.wire_bytes_per_word);
+        Candidate {
+            expected_words: p.mean_words,
+            wire_bytes_per_word: if c.local || p.mean_words <= 0.0 {
+                c.wire_bytes_per_word
+            } else {
+                p.mean_bits / 8.0 / p.mean_words
+            },
+            ..c.clone()
         }
     }
 }
@@ -167,6 +203,7 @@ pub fn pair_features(
         };
     }
     let segs = step.n_segments.max(1) as f64;
+    let informed: Vec<Candidate> = cands.iter().map(|c| priors.informed(c)).collect();
     // Expected reward two ways, each also relative to the segment's best
     // (so the signal does not drift with the number of candidates): the
     // routing module's `estimate` (score from relevance, the cost-aware
@@ -176,13 +213,16 @@ pub fn pair_features(
     let extremes: Vec<Candidate> = [order.last(), order.first()]
         .into_iter()
         .flatten()
-        .map(|&j| cands[j].clone())
+        .map(|&j| informed[j].clone())
         .collect();
-    let est: Vec<f64> = cands
+    let est: Vec<f64> = informed
         .iter()
         .map(|c| estimate(c, &extremes, cost).reward.max(-TRANSFER_CLIP))
         .collect();
-    let terms: Vec<PriorTerms> = cands.iter().map(|c| prior_terms(c, priors, cost)).collect();
+    let terms: Vec<PriorTerms> = informed
+        .iter()
+        .map(|c| prior_terms(c, priors, cost))
+        .collect();
     let prior_reward: Vec<f64> = terms.iter().map(PriorTerms::reward).collect();
     let best = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let (best_est, best_prior) = (best(&est), best(&prior_reward));
@@ -246,7 +286,7 @@ impl PriorTerms {
 }
 
 fn prior_terms(c: &Candidate, priors: &ExpertPriors, cost: &CostModel) -> PriorTerms {
-    let prior = priors.get(&c.expert, c.local, c.expected_words);
+    let prior = priors.get_with_wire(&c.expert, c.local, c.expected_words, c.wire_bytes_per_word);
     let compute = cost.lambda_compute * cost.compute_cost(prior.mean_words.round() as u32);
     let (snr, log_rate, transfer) = if c.local {
         (0.0, 0.0, 0.0)
@@ -340,6 +380,7 @@ mod tests {
             tokens_per_second: 30.0,
             load: 0.0,
             expected_words: 70.0,
+            wire_bytes_per_word: if local { 0.0 } else { 14.0 },
         }
     }
 

@@ -11,9 +11,11 @@ use super::features::{ExpertPriors, prior_reward};
 use crate::policy::{BASELINES, RouteContext, RoutingPolicy, baseline};
 
 /// Name of the upper bound in tables.
-pub const BOUND: &str = "upper bound";
+pub const BOUND: &str = "hindsight bound";
 /// Name of the non-clairvoyant reference ([`super::env::Env::mean_score_bound`]).
 pub const MEAN_SCORE_BOUND: &str = "mean-score bound";
+/// Name of the expected-value bound ([`super::env::Env::expected_bound`]).
+pub const EXPECTED_BOUND: &str = "expected bound";
 /// Name of the paper's "benchmark" run without the local capacity limit:
 /// every segment on the local device. It ignores the capacity every other
 /// method (and the bound) respects, so it is shown, not competed with.

@@ -227,7 +227,10 @@ impl SacPolicy {
         out
     }
 
-    fn observe(
+    /// The normalised features and mask of one segment's candidates, as
+    /// the actor sees them (`counts`: earlier segments of this request per
+    /// target).
+    pub fn observe(
         &self,
         cands: &[Candidate],
         counts: &std::collections::HashMap<&str, u32>,

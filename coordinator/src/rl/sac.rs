@@ -71,7 +71,18 @@ pub struct SacConfig {
     pub batch_size: usize,
     /// Replay buffer capacity.
     pub buffer_capacity: usize,
+    /// The residual actor's gain on the planner feature
+    /// ([`RESIDUAL_FEATURE`], standardised): the actor's logits are
+    /// `residual_gain · f[RESIDUAL_FEATURE] + net(f)` with the net's output
+    /// layer starting at zero, so training starts from a soft version of
+    /// the prior planner and learns a correction. 0: a plain actor.
+    #[serde(default)]
+    pub residual_gain: f64,
 }
+
+/// The feature the residual actor starts from: the prior planner's
+/// expected reward relative to the segment's best candidate.
+pub const RESIDUAL_FEATURE: usize = N_FEATURES - 1;
 
 impl Default for SacConfig {
     fn default() -> Self {
@@ -86,6 +97,7 @@ impl Default for SacConfig {
             target_entropy_fraction: DEFAULT_TARGET_ENTROPY_FRACTION,
             batch_size: DEFAULT_BATCH_SIZE,
             buffer_capacity: DEFAULT_BUFFER_CAPACITY,
+            residual_gain: 0.0,
         }
     }
 }
@@ -174,7 +186,24 @@ impl Sac {
         }
         agent.copy_net("critic1", "target1")?;
         agent.copy_net("critic2", "target2")?;
+        if agent.config.residual_gain != 0.0 {
+            // The correction starts at zero: the first policy is the planner's.
+            for v in vars_of(&agent.vars, "actor.out") {
+                v.set(&v.as_tensor().zeros_like()?)?;
+            }
+        }
         Ok(agent)
+    }
+
+    /// The actor's logits `[B, P]`: the net's, plus the planner's term for
+    /// a residual actor.
+    fn actor_logits(&self, obs: &Tensor) -> candle_core::Result<Tensor> {
+        let net = self.actor.forward(obs)?;
+        if self.config.residual_gain == 0.0 {
+            return Ok(net);
+        }
+        let planner = obs.narrow(2, RESIDUAL_FEATURE, 1)?.squeeze(2)?;
+        net + (planner * self.config.residual_gain)?
     }
 
     /// The nets with candle's default initialisation (overwritten by
@@ -290,7 +319,7 @@ impl Sac {
 
     /// `[B, P, F]` features and `[B, P]` mask → actor log-probabilities `[B, P]`.
     pub fn log_probs(&self, obs: &Tensor, mask: &Tensor) -> Result<Tensor, RlError> {
-        let logits = masked(&self.actor.forward(obs)?, mask)?;
+        let logits = masked(&self.actor_logits(obs)?, mask)?;
         Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?)
     }
 

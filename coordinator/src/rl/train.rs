@@ -23,13 +23,16 @@ use super::eval::{self, DEFAULT_EVAL_EPISODES, DEFAULT_EVAL_SEED, EvalTable};
 use super::features::{
     ExpertPriors, FEATURE_NAMES, FeatureNorm, N_FEATURES, StepContext, pair_features,
 };
-use super::methods::{BOUND, LOCAL_ALL, MEAN_SCORE_BOUND, baselines, local_all, policy_episode};
+use super::methods::{
+    BOUND, EXPECTED_BOUND, LOCAL_ALL, MEAN_SCORE_BOUND, baselines, local_all, policy_episode,
+};
 use super::policy::{POLICY_FORMAT, POLICY_NAME, PolicyInfo, SacPolicy, TrainingInfo};
 use super::replay::{ReplayBuffer, Transition};
 use super::sac::{
     DEFAULT_BATCH_SIZE, DEFAULT_BUFFER_CAPACITY, DEFAULT_GAMMA, DEFAULT_HIDDEN,
     DEFAULT_INITIAL_ALPHA, DEFAULT_LR_ACTOR, DEFAULT_LR_ALPHA, DEFAULT_LR_CRITIC,
-    DEFAULT_TARGET_ENTROPY_FRACTION, DEFAULT_TAU, Sac, SacConfig, SacLosses, Snapshot,
+    DEFAULT_TARGET_ENTROPY_FRACTION, DEFAULT_TAU, RESIDUAL_FEATURE, Sac, SacConfig, SacLosses,
+    Snapshot,
 };
 use super::stats::{mean, moving_average};
 
@@ -57,6 +60,8 @@ pub const DEFAULT_PANEL_EPISODES: usize = 100;
 /// aside cost more in learning data than it gained in selection (held-out
 /// reward over seeds 7-10 was lower or equal).
 pub const DEFAULT_VALIDATION_FRACTION: f64 = 0.0;
+/// Temperature (reward points) of the residual actor's starting planner.
+pub const DEFAULT_RESIDUAL_TEMPERATURE: f64 = 0.5;
 /// Random-policy episodes the feature normalisation is fitted on.
 pub const DEFAULT_NORM_EPISODES: usize = 300;
 /// The curve has converged at the first episode after which it stays
@@ -135,6 +140,11 @@ pub struct TrainArgs {
     /// Target entropy as a fraction of log(available actions).
     #[arg(long, default_value_t = DEFAULT_TARGET_ENTROPY_FRACTION)]
     pub target_entropy_fraction: f64,
+    /// Residual actor: the actor starts as the prior planner softened at
+    /// this temperature (reward points) and learns a correction; 0 trains a
+    /// plain actor from scratch.
+    #[arg(long, default_value_t = DEFAULT_RESIDUAL_TEMPERATURE)]
+    pub residual_temperature: f64,
     /// Held-out evaluation episodes after training (0: skip; `coordinator eval` does more).
     #[arg(long, default_value_t = DEFAULT_EVAL_EPISODES)]
     pub eval_episodes: usize,
@@ -169,6 +179,7 @@ impl Default for TrainArgs {
             lr_alpha: DEFAULT_LR_ALPHA,
             initial_alpha: DEFAULT_INITIAL_ALPHA,
             target_entropy_fraction: DEFAULT_TARGET_ENTROPY_FRACTION,
+            residual_temperature: DEFAULT_RESIDUAL_TEMPERATURE,
             eval_episodes: DEFAULT_EVAL_EPISODES,
             quiet: false,
         }
@@ -189,6 +200,22 @@ impl TrainArgs {
             target_entropy_fraction: self.target_entropy_fraction,
             batch_size: self.batch_size,
             buffer_capacity: self.buffer_capacity,
+            residual_gain: 0.0,
+        }
+    }
+
+    /// [`Self::sac_config`] for features standardised by `norm`: the
+    /// residual gain turns the standardised planner feature back into
+    /// reward points over the residual temperature.
+    pub fn sac_config_for(&self, norm: &FeatureNorm) -> SacConfig {
+        let residual_gain = if self.residual_temperature > 0.0 {
+            f64::from(norm.std[RESIDUAL_FEATURE]) / self.residual_temperature
+        } else {
+            0.0
+        };
+        SacConfig {
+            residual_gain,
+            ..self.sac_config()
         }
     }
 }
@@ -384,6 +411,10 @@ pub fn run_train(args: TrainArgs) -> Result<TrainReport, RlError> {
         MEAN_SCORE_BOUND.to_owned(),
         mean(panel.iter().map(|ep| env.mean_score_bound(ep, &priors))),
     ));
+    panel_lines.push((
+        EXPECTED_BOUND.to_owned(),
+        mean(panel.iter().map(|ep| env.expected_bound(ep))),
+    ));
     for (name, p) in baselines() {
         let mut total = 0.0;
         for ep in &panel {
@@ -398,7 +429,7 @@ pub fn run_train(args: TrainArgs) -> Result<TrainReport, RlError> {
         ));
     }
 
-    let sac = args.sac_config();
+    let sac = args.sac_config_for(&norm);
     let mut agent = Sac::new(sac.clone(), args.seed)?;
     let mut replay = ReplayBuffer::new(sac.buffer_capacity, args.seed);
     let mut rng = StdRng::seed_from_u64(args.seed ^ ACT_SALT);
