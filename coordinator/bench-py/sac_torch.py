@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 
 N_FEATURES = 19
+# The residual actor's planner feature (prior_reward_minus_best, the last).
+RESIDUAL_FEATURE = N_FEATURES - 1
 MASKED_LOGIT = 1e9
 NETS = ["actor", "critic1", "critic2", "target1", "target2"]
 
@@ -83,7 +85,10 @@ class Sac:
         return out
 
     def log_probs(self, obs, mask):
-        logits = self.nets["actor"](obs) + (mask - 1.0) * MASKED_LOGIT
+        # A residual actor: the planner's feature times the gain, plus the net.
+        gain = self.cfg.get("residual_gain", 0.0)
+        logits = self.nets["actor"](obs) + gain * obs[..., RESIDUAL_FEATURE]
+        logits = logits + (mask - 1.0) * MASKED_LOGIT
         return F.log_softmax(logits, dim=-1)
 
     def update(self, b):
@@ -144,6 +149,7 @@ def reference(out_path):
         "lr_alpha": 0.05,
         "initial_alpha": 0.3,
         "target_entropy_fraction": 0.5,
+        "residual_gain": 0.8,
     }
     shapes = {}
     widths = [N_FEATURES] + cfg["hidden"]

@@ -332,6 +332,8 @@ pub struct Cluster {
     pub nodes: Vec<ServerProcess>,
     /// Credentials when secured (None: `--insecure`).
     pub credentials: Option<Credentials>,
+    /// How it was started (so a node can be replaced like it was added).
+    spec: ClusterSpec,
 }
 
 /// How to start a cluster.
@@ -391,9 +393,11 @@ impl Cluster {
             coordinator,
             nodes: Vec::new(),
             credentials,
+            spec: spec.clone(),
         };
         for (i, n) in spec.nodes.iter().enumerate() {
-            cluster.add_node(&node_bin, spec, n, i).await?;
+            let node = cluster.spawn_node(&node_bin, n, i).await?;
+            cluster.nodes.push(node);
         }
         cluster
             .wait_for_live(spec.nodes.len(), READY_TIMEOUT)
@@ -401,13 +405,33 @@ impl Cluster {
         Ok(cluster)
     }
 
-    async fn add_node(
-        &mut self,
+    /// Stops node `i` (SIGTERM), waits until the coordinator no longer
+    /// lists it, then starts `n` in its place with the same identity
+    /// directory and waits until it is live: a board whose software was
+    /// changed under the same name, address book and credentials.
+    pub async fn replace_node(&mut self, i: usize, n: &NodeSpec) -> Result<(), ClusterError> {
+        let total = self.nodes.len();
+        if i >= total {
+            return Err(ClusterError::NotReady {
+                name: format!("node {i}"),
+                reason: format!("the cluster has {total} nodes"),
+            });
+        }
+        self.nodes[i].stop(Duration::from_secs(30)).await?;
+        self.wait_for_live(total - 1, READY_TIMEOUT).await?;
+        let node = self.spawn_node(&sibling_binary("edge-node")?, n, i).await?;
+        self.nodes[i] = node;
+        self.wait_for_live(total, READY_TIMEOUT).await?;
+        Ok(())
+    }
+
+    async fn spawn_node(
+        &self,
         bin: &Path,
-        spec: &ClusterSpec,
         n: &NodeSpec,
         i: usize,
-    ) -> Result<(), ClusterError> {
+    ) -> Result<ServerProcess, ClusterError> {
+        let spec = &self.spec;
         let mut args: Vec<OsString> = vec!["serve".into(), "--listen".into(), "127.0.0.1:0".into()];
         let model = n
             .model
@@ -443,9 +467,7 @@ impl Cluster {
         ]);
         args.extend(n.extra.iter().map(OsString::from));
         let name = format!("edge-node {i} ({})", n.profile);
-        self.nodes
-            .push(ServerProcess::start(&name, bin, &args, &spec.log).await?);
-        Ok(())
+        ServerProcess::start(&name, bin, &args, &spec.log).await
     }
 
     /// A client of the coordinator (with the cluster's client certificate

@@ -316,6 +316,7 @@ impl Dispatcher {
                         generation_seconds: s.generation.as_secs_f64(),
                         node_id: crate::policy::LOCAL_TARGET.into(),
                         text: s.text.clone(),
+                        finish_reason: netmoe_edge_node::service::finish_reason(s.finish) as i32,
                         ..Default::default()
                     };
                     return Ok(SegmentOutcome {

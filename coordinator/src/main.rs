@@ -190,14 +190,17 @@ enum Command {
         shell: clap_complete::Shell,
     },
     /// Judge your own texts: reads JSON lines `{"task": ..., "text": ...}` on
-    /// stdin and prints one JSON line per input with the score and its parts
-    /// (or an `error` for a bad line; the exit code is then 1).
+    /// stdin (`"budget_cut": true` judges only the complete sentences, as a
+    /// request does when `max_tokens` cut a passage) and prints one JSON
+    /// line per input with the score and its parts (or an `error` for a bad
+    /// line; the exit code is then 1).
     Score {
         /// Judge: quality, heuristic, local or openai.
         #[arg(long, default_value = "quality")]
         judge: String,
-        /// The GGUF to judge with: a path, URL or catalog name.
-        #[arg(long, default_value = "default")]
+        /// The GGUF to judge with: a path, URL or catalog name (the default is
+        /// the serving judge's).
+        #[arg(long, default_value = netmoe_coordinator::config::DEFAULT_COORDINATOR_MODEL)]
         model: String,
         /// Base URL for the openai judge.
         #[arg(long, env = "NETMOE_JUDGE_URL")]
@@ -233,8 +236,9 @@ enum Command {
         /// on the tuning half).
         #[arg(long)]
         dump: Option<PathBuf>,
-        /// The GGUF to judge with: a path, URL or "default".
-        #[arg(long, default_value = "default")]
+        /// The GGUF to judge with: a path, URL or catalog name (the default is
+        /// the serving judge's).
+        #[arg(long, default_value = netmoe_coordinator::config::DEFAULT_COORDINATOR_MODEL)]
         model: String,
         /// Base URL for the openai judge.
         #[arg(long, env = "NETMOE_JUDGE_URL")]
@@ -276,7 +280,7 @@ async fn score_stdin(
             Ok(req) => match judge
                 .score(netmoe_coordinator::judge::JudgeInput {
                     task: &req.task,
-                    text: &req.text,
+                    text: req.judged_text(),
                 })
                 .await
             {
@@ -479,17 +483,17 @@ fn run(command: Command, out: Out) -> anyhow::Result<()> {
             out,
         )),
         Command::Train(mut args) => {
-            args.quiet |= out.json;
+            args.print_summary = !out.json;
             let report = netmoe_coordinator::rl::run_train(args)?;
             out.emit(&report, String::new)
         }
         Command::Eval(mut args) => {
-            args.quiet |= out.json;
+            args.print_summary = !out.json;
             let report = netmoe_coordinator::rl::run_eval(args)?;
             out.emit(&report, String::new)
         }
         Command::Simulate(mut args) => {
-            args.quiet |= out.json;
+            args.print_summary = !out.json;
             let report = netmoe_coordinator::rl::run_simulate(args)?;
             out.emit(&report, String::new)
         }

@@ -694,8 +694,9 @@ impl Pipeline {
         let views: Vec<SegmentView> = ok.iter().map(|&i| views[i].clone()).collect();
         let chosen: Vec<usize> = ok.iter().map(|&i| outcomes[i].candidate).collect();
         let rewards: Vec<f64> = ok.iter().map(|&i| reports[i].reward).collect();
+        let scores: Vec<f64> = ok.iter().map(|&i| reports[i].score).collect();
         let result = tokio::task::spawn_blocking(move || {
-            learner.learn_from_request(&views, &chosen, &rewards)
+            learner.learn_from_request(&views, &chosen, &scores, &rewards)
         })
         .await;
         match result {

@@ -443,7 +443,8 @@ pub(crate) fn count_with_last(before: u64, mut last_len: impl FnMut(u64) -> u64)
     }
 }
 
-fn finish_reason(f: FinishReason) -> v1::FinishReason {
+/// The wire form of why a generation ended.
+pub fn finish_reason(f: FinishReason) -> v1::FinishReason {
     match f {
         FinishReason::Stop => v1::FinishReason::Stop,
         FinishReason::Length => v1::FinishReason::Length,

@@ -87,6 +87,21 @@ pub struct ScoreRequest {
     pub task: String,
     /// The text to score.
     pub text: String,
+    /// True when a token budget cut the text: it is judged on its complete
+    /// sentences, as a request judges a passage that hit `max_tokens`.
+    #[serde(default)]
+    pub budget_cut: bool,
+}
+
+impl ScoreRequest {
+    /// The text the judge sees.
+    pub fn judged_text(&self) -> &str {
+        if self.budget_cut {
+            crate::text::complete_sentences(&self.text)
+        } else {
+            &self.text
+        }
+    }
 }
 
 impl ScoreRequest {

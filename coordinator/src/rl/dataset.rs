@@ -15,9 +15,6 @@ use super::RlError;
 
 /// Where `coordinator collect` writes the dataset, relative to the repository root.
 pub const DEFAULT_DATASET: &str = "coordinator/data/routing_dataset.jsonl";
-/// The shipped retest of [`DEFAULT_DATASET`]: the same prompts collected
-/// again with `--seed 1007` (see `rl::retest`).
-pub const DEFAULT_RETEST: &str = "coordinator/data/routing_dataset_retest.jsonl";
 /// Share of prompts used for training; the rest are held out.
 pub const DEFAULT_TRAIN_FRACTION: f64 = 0.75;
 /// Seed of the train/held-out split.
@@ -447,7 +444,7 @@ mod fuzz {
     use super::*;
     use proptest::prelude::*;
 
-    const SHIPPED: &str = include_str!("../../data/routing_dataset_retest.jsonl");
+    const SHIPPED: &str = include_str!("../../data/routing_dataset.jsonl");
 
     fn load_text(text: &str) -> Result<Dataset, RlError> {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::RlError;
-use super::dataset::{DEFAULT_DATASET, DEFAULT_RETEST, Dataset};
+use super::dataset::Dataset;
 use super::env::{
     ChannelSpec, DEFAULT_NEW_CHANNEL, DEFAULT_SCORE_NOISE, DEFAULT_WORDS_NOISE, Env, EnvConfig,
     NodeLayout,
@@ -78,6 +78,10 @@ pub struct EvalArgs {
     /// Do not print the tables.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the human summary on stdout (off under `--json`, which
+    /// prints the report instead; the progress bar stays on stderr).
+    #[arg(skip = true)]
+    pub print_summary: bool,
 }
 
 impl Default for EvalArgs {
@@ -94,6 +98,7 @@ impl Default for EvalArgs {
             words_noise: DEFAULT_WORDS_NOISE,
             out_dir: DEFAULT_OUT_DIR.into(),
             quiet: false,
+            print_summary: true,
         }
     }
 }
@@ -443,17 +448,12 @@ pub fn policy_dataset(policy: &SacPolicy, path: Option<&Path>) -> Result<Dataset
     }
 }
 
-/// The retest `args` names, or the shipped one when the dataset is the
-/// shipped dataset and the file exists; aligned with `data`.
+/// The retest `args` names (aligned with `data`), else the dataset's own
+/// second samples when it has several per pair.
 fn retest_for(args: &EvalArgs, data: &Dataset) -> Result<Option<Retest>, RlError> {
     let path = match &args.retest {
         Some(p) => p.clone(),
-        None if Path::new(&data.source) == Path::new(DEFAULT_DATASET)
-            && Path::new(DEFAULT_RETEST).exists() =>
-        {
-            DEFAULT_RETEST.into()
-        }
-        None => return Ok(None),
+        None => return Ok(Retest::from_samples(data)),
     };
     Retest::align(data, &Dataset::load(&path)?).map(Some)
 }
@@ -470,7 +470,7 @@ pub fn run_eval(args: EvalArgs) -> Result<EvalReport, RlError> {
     if let Some(r) = &retest {
         let all: Vec<usize> = (0..data.prompts.len()).collect();
         let rel = r.reliability(&data, &all);
-        if !args.quiet {
+        if !args.quiet && args.print_summary {
             println!(
                 "retest {}; all {} prompts: {}",
                 r.source,
@@ -537,7 +537,7 @@ pub fn run_eval(args: EvalArgs) -> Result<EvalReport, RlError> {
                 fresh_csv: k == 0,
             },
         )?;
-        if !args.quiet {
+        if !args.quiet && args.print_summary {
             println!("{}", table.render());
         }
         tables.push(table);
@@ -547,7 +547,7 @@ pub fn run_eval(args: EvalArgs) -> Result<EvalReport, RlError> {
             }
         }
     }
-    if !args.quiet {
+    if !args.quiet && args.print_summary {
         for f in &files {
             println!("wrote {}", f.display());
         }

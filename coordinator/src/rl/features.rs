@@ -137,6 +137,33 @@ impl ExpertPriors {
         }
     }
 
+    /// Moves `expert`'s mean score a step `weight` (0..=1) toward `score`,
+    /// an answer the judge just scored; an expert never seen joins from its
+    /// fallback prior. Online learning calls this, so a node whose
+    /// quality changed without any feature showing it (a swapped model)
+    /// stops looking like its training record within a few answers.
+    pub fn observe_score(
+        &mut self,
+        expert: &str,
+        local: bool,
+        words: f64,
+        score: f64,
+        weight: f64,
+    ) {
+        let weight = weight.clamp(0.0, 1.0);
+        let score = score.clamp(0.0, 10.0);
+        let i = match self.experts.iter().position(|p| p.name == expert) {
+            Some(i) => i,
+            None => {
+                let fallback = self.get(expert, local, words);
+                self.experts.push(fallback);
+                self.experts.len() - 1
+            }
+        };
+        let p = &mut self.experts[i];
+        p.mean_score += weight * (score - p.mean_score);
+    }
+
     /// `c` as the priors expect it: words and wire bytes per word of its
     /// expert's training mean when the expert is known, else the
     /// candidate's own (the live node's measured wire). Every feature reads

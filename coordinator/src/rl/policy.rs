@@ -11,12 +11,17 @@
 //! Online learning: [`SacPolicy::learn_from_request`] turns one answered
 //! request (the views, what ran where, the rewards) into transitions, keeps
 //! them in a bounded replay buffer and runs a few SAC updates, unless the
-//! policy is frozen ([`SacPolicy::set_frozen`]). Routing and learning take
-//! the same lock, so a decision never sees half-updated weights.
+//! policy is frozen ([`SacPolicy::set_frozen`]). It also moves each
+//! expert's prior score toward the scores its answers earn
+//! ([`ONLINE_PRIOR_WEIGHT`] per answer): the prior feeds the features and
+//! the residual actor's base logits, so a node whose quality drops without
+//! any feature showing it loses its traffic within a few requests.
+//! Routing and learning take the same lock, so a decision never sees
+//! half-updated weights.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use netmoe_common::cost::CostModel;
 use serde::{Deserialize, Serialize};
@@ -38,6 +43,11 @@ pub const POLICY_FORMAT: u32 = 1;
 pub const POLICY_NAME: &str = "sac";
 /// Updates per learned request when learning online.
 pub const DEFAULT_ONLINE_UPDATES: usize = 4;
+/// Step of an expert's live prior score toward each score its answers
+/// earn while learning online: after `n` answers the training mean keeps
+/// a weight of 0.7^n (a quarter after 4), so a collapse shows within a few
+/// requests while one unlucky answer moves the prior by less than a third.
+pub const ONLINE_PRIOR_WEIGHT: f64 = 0.3;
 
 /// How a policy was trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +114,9 @@ struct Inner {
 pub struct SacPolicy {
     info: PolicyInfo,
     inner: Mutex<Inner>,
+    /// The per-expert priors routing reads: the training split's, moved by
+    /// online learning. Taken after `inner` when both are held.
+    priors: RwLock<ExpertPriors>,
     frozen: AtomicBool,
     online_updates: usize,
 }
@@ -123,6 +136,7 @@ impl SacPolicy {
     pub fn new(agent: Sac, info: PolicyInfo) -> Self {
         let replay = ReplayBuffer::new(info.sac.buffer_capacity, info.training.seed);
         Self {
+            priors: RwLock::new(info.priors.clone()),
             info,
             inner: Mutex::new(Inner { agent, replay }),
             frozen: AtomicBool::new(true),
@@ -171,6 +185,7 @@ impl SacPolicy {
             std::fs::create_dir_all(dir).map_err(|e| RlError::io(dir, e))?;
         }
         let mut info = self.info.clone();
+        info.priors = self.priors();
         info.weights = weights
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -184,9 +199,19 @@ impl SacPolicy {
         Ok(json)
     }
 
-    /// The JSON half.
+    /// The JSON half (its priors are the training split's; see
+    /// [`Self::priors`] for the live ones).
     pub fn info(&self) -> &PolicyInfo {
         &self.info
+    }
+
+    /// The priors routing reads now: the training split's, moved by
+    /// online learning.
+    pub fn priors(&self) -> ExpertPriors {
+        self.priors
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -248,7 +273,8 @@ impl SacPolicy {
             local_left,
         };
         let mut features = Vec::with_capacity(cands.len() * N_FEATURES);
-        for mut row in pair_features(cands, &assigned, &step, &self.info.priors, &self.info.cost) {
+        let priors = self.priors.read().unwrap_or_else(|e| e.into_inner());
+        for mut row in pair_features(cands, &assigned, &step, &priors, &self.info.cost) {
             self.info.norm.apply(&mut row);
             features.extend_from_slice(&row);
         }
@@ -259,23 +285,34 @@ impl SacPolicy {
     }
 
     /// Learns from one answered request: segment `k` ran on candidate
-    /// `chosen[k]` and earned `rewards[k]`. Does nothing while frozen;
-    /// returns the last update's losses once the buffer holds a batch.
+    /// `chosen[k]`, the judge scored it `scores[k]` and it earned
+    /// `rewards[k]`. Does nothing while frozen; moves the chosen experts'
+    /// priors toward their scores; returns the last update's losses once
+    /// the buffer holds a batch.
     pub fn learn_from_request(
         &self,
         segments: &[SegmentView],
         chosen: &[usize],
+        scores: &[f64],
         rewards: &[f64],
     ) -> Result<Option<SacLosses>, RlError> {
         if self.is_frozen() {
             return Ok(None);
         }
-        if chosen.len() != segments.len() || rewards.len() != segments.len() {
+        let n = segments.len();
+        if chosen.len() != n || rewards.len() != n || scores.len() != n {
             return Err(RlError::InvalidArgument(format!(
-                "{} segments, {} choices, {} rewards",
-                segments.len(),
+                "{n} segments, {} choices, {} scores, {} rewards",
                 chosen.len(),
+                scores.len(),
                 rewards.len()
+            )));
+        }
+        if let Some(k) = (0..n).find(|&k| chosen[k] >= segments[k].candidates.len()) {
+            return Err(RlError::InvalidArgument(format!(
+                "segment {k}: candidate {} of {}",
+                chosen[k],
+                segments[k].candidates.len()
             )));
         }
         let obs = self.observations(segments, chosen);
@@ -293,6 +330,19 @@ impl SacPolicy {
                 reward: rewards[k] as f32,
                 next: obs.get(k + 1).cloned(),
             });
+        }
+        {
+            let mut priors = self.priors.write().unwrap_or_else(|e| e.into_inner());
+            for k in 0..n {
+                let c = &segments[k].candidates[chosen[k]];
+                priors.observe_score(
+                    &c.expert,
+                    c.local,
+                    c.expected_words,
+                    scores[k],
+                    ONLINE_PRIOR_WEIGHT,
+                );
+            }
         }
         let batch_size = self.info.sac.batch_size;
         if inner.replay.len() < batch_size {
@@ -325,9 +375,13 @@ impl SacPolicy {
             let explanation = ranking.first().map_or_else(String::new, |&b| {
                 let c = &s.candidates[b];
                 let e = estimate(c, &s.candidates, ctx.cost);
-                let prior = self.info.priors.get(&c.expert, c.local, c.expected_words);
+                let prior = self
+                    .priors
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&c.expert, c.local, c.expected_words);
                 format!(
-                    "{}; the SAC actor gave it probability {:.2} among {} candidates (expected score {:.1} from training)",
+                    "{}; the SAC actor gave it probability {:.2} among {} candidates (expected score {:.1})",
                     explain(POLICY_NAME, c, &e, values[b]),
                     values[b],
                     s.candidates.len(),

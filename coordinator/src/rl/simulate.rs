@@ -58,6 +58,10 @@ pub struct SimulateArgs {
     /// Do not print the table.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the human summary on stdout (off under `--json`, which
+    /// prints the report instead; the progress bar stays on stderr).
+    #[arg(skip = true)]
+    pub print_summary: bool,
 }
 
 impl Default for SimulateArgs {
@@ -72,6 +76,7 @@ impl Default for SimulateArgs {
             score_noise: DEFAULT_SCORE_NOISE,
             words_noise: DEFAULT_WORDS_NOISE,
             quiet: false,
+            print_summary: true,
         }
     }
 }
@@ -237,7 +242,7 @@ pub fn run_simulate(args: SimulateArgs) -> Result<SimulateReport, RlError> {
     let info = policy.info();
     let split = data.split(info.training.train_fraction, info.training.split_seed);
     let report = simulate(&policy, &data, &split.held_out, &args)?;
-    if !args.quiet {
+    if !args.quiet && args.print_summary {
         print!("{}", report.render());
     }
     Ok(report)

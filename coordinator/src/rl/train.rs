@@ -151,6 +151,10 @@ pub struct TrainArgs {
     /// No progress bar and no printed summary.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the human summary on stdout (off under `--json`, which
+    /// prints the report instead; the progress bar stays on stderr).
+    #[arg(skip = true)]
+    pub print_summary: bool,
 }
 
 impl Default for TrainArgs {
@@ -182,6 +186,7 @@ impl Default for TrainArgs {
             residual_temperature: DEFAULT_RESIDUAL_TEMPERATURE,
             eval_episodes: DEFAULT_EVAL_EPISODES,
             quiet: false,
+            print_summary: true,
         }
     }
 }
@@ -592,7 +597,7 @@ pub fn run_train(args: TrainArgs) -> Result<TrainReport, RlError> {
         files,
         eval,
     };
-    if !args.quiet {
+    if !args.quiet && args.print_summary {
         print!("{}", report.summary());
     }
     Ok(report)

@@ -138,8 +138,9 @@ fn online_learning_waits_for_the_switch_and_a_full_batch() {
             .enumerate()
             .map(|(s, &j)| env.reward(&ep, s, j))
             .collect();
+        let scores = vec![5.0; rewards.len()];
         let r = policy
-            .learn_from_request(&views, &st.choices, &rewards)
+            .learn_from_request(&views, &st.choices, &scores, &rewards)
             .unwrap();
         if round < 6 {
             assert!(r.is_none(), "frozen policies do not learn");
@@ -147,5 +148,37 @@ fn online_learning_waits_for_the_switch_and_a_full_batch() {
         learned = learned.or(r);
     }
     assert!(learned.is_some(), "a batch of 8 fills within 6 requests");
-    assert!(policy.learn_from_request(&[], &[0], &[]).is_err());
+    assert!(policy.learn_from_request(&[], &[0], &[], &[]).is_err());
+}
+
+#[test]
+fn online_learning_moves_a_failing_experts_prior_and_a_frozen_policy_keeps_it() {
+    let (policy, mut env) = setup(NodeLayout::Dataset);
+    let ep = env.draw();
+    let views = env.views(&ep);
+    let st = policy_episode(&env, &ep, &policy).unwrap();
+    let c = &views[0].candidates[st.choices[0]];
+    let before = policy.priors().get(&c.expert, c.local, 0.0).mean_score;
+    let zeros = vec![0.0; st.choices.len()];
+    // Frozen: the answers are ignored.
+    policy
+        .learn_from_request(&views, &st.choices, &zeros, &zeros)
+        .unwrap();
+    assert_eq!(policy.priors(), policy.info().priors);
+    policy.set_frozen(false);
+    for n in 1..=4 {
+        policy
+            .learn_from_request(&views, &st.choices, &zeros, &zeros)
+            .unwrap();
+        let now = policy.priors().get(&c.expert, c.local, 0.0).mean_score;
+        let expected = before * (1.0 - ONLINE_PRIOR_WEIGHT).powi(n);
+        // Segments of one request may share the expert: at least n steps.
+        assert!(now <= expected + 1e-9, "after {n}: {now} > {expected}");
+    }
+    // A bad index is refused, not a panic.
+    assert!(
+        policy
+            .learn_from_request(&views[..1], &[99], &[1.0], &[1.0])
+            .is_err()
+    );
 }

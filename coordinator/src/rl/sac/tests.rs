@@ -1,7 +1,8 @@
 //! The candle SAC against reference values from an independent PyTorch
 //! implementation (`coordinator/bench-py/sac_torch.py reference`, output in
 //! `../testdata/sac_reference.json`): three updates on one fixed batch with
-//! fixed weights; losses, temperature and every updated weight (critics,
+//! fixed weights and a residual actor (the planner feature times a gain
+//! plus the net); losses, temperature and every updated weight (critics,
 //! actor, Polyak targets, log α) must agree.
 
 use std::collections::HashMap;
@@ -28,6 +29,9 @@ struct RefConfig {
     lr_alpha: f64,
     initial_alpha: f64,
     target_entropy_fraction: f64,
+    /// The residual actor's gain (0 in references made before it existed).
+    #[serde(default)]
+    residual_gain: f64,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +89,7 @@ fn setup() -> (Sac, Batch, Reference) {
             lr_alpha: c.lr_alpha,
             initial_alpha: c.initial_alpha,
             target_entropy_fraction: c.target_entropy_fraction,
+            residual_gain: c.residual_gain,
             ..SacConfig::default()
         },
         &dev,
