@@ -18,8 +18,8 @@ use super::env::{
     NodeLayout,
 };
 use super::methods::{
-    BOUND, EXPECTED_BOUND, LOCAL_ALL, MEAN_SCORE_BOUND, PRIOR_PLANNER, baselines, local_all,
-    policy_episode, prior_planner,
+    BOUND, CROSS_FITTED_BOUND, EXPECTED_BOUND, LOCAL_ALL, MEAN_SCORE_BOUND, PRIOR_PLANNER,
+    baselines, local_all, policy_episode, prior_planner,
 };
 use super::plot::{Bar, mean_reward_bars, paired_scatter};
 use super::policy::{POLICY_NAME, SacPolicy, load_policy};
@@ -51,7 +51,8 @@ pub struct EvalArgs {
     pub dataset: Option<PathBuf>,
     /// A retest of the dataset (the same prompts collected again with
     /// another --seed): adds its test-retest reliability and the retest
-    /// oracle [default: the shipped retest when the dataset is the shipped one].
+    /// oracle [default: the dataset's own second samples, when it has
+    /// several per (segment, expert)].
     #[arg(long)]
     pub retest: Option<PathBuf>,
     /// Episodes per node count.
@@ -180,6 +181,7 @@ impl EvalTable {
                 BOUND,
                 MEAN_SCORE_BOUND,
                 EXPECTED_BOUND,
+                CROSS_FITTED_BOUND,
                 RETEST_ORACLE,
                 LOCAL_ALL,
             ]
@@ -228,6 +230,12 @@ impl EvalTable {
             ),
             _ => String::new(),
         };
+        if let (Some(sac), Some(o)) = (self.row(POLICY_NAME), self.row(CROSS_FITTED_BOUND)) {
+            of_oracle.push_str(&format!(
+                ", {:.2}% of the cross-fitted bound",
+                100.0 * sac.reward.mean / o.reward.mean
+            ));
+        }
         if let (Some(sac), Some(o)) = (self.row(POLICY_NAME), self.row(RETEST_ORACLE)) {
             of_oracle.push_str(&format!(
                 ", {:.2}% of the retest oracle",
@@ -280,6 +288,10 @@ pub fn evaluate(
     }
     names.push(MEAN_SCORE_BOUND.to_owned());
     names.push(EXPECTED_BOUND.to_owned());
+    let cross_fit = data.max_samples() > 1;
+    if cross_fit {
+        names.push(CROSS_FITTED_BOUND.to_owned());
+    }
     if retest.is_some() {
         names.push(RETEST_ORACLE.to_owned());
     }
@@ -311,6 +323,10 @@ pub fn evaluate(
         rewards[i].push(env.mean_score_bound(&ep, &policy.info().priors));
         i += 1;
         rewards[i].push(env.expected_bound(&ep));
+        if cross_fit {
+            i += 1;
+            rewards[i].push(env.cross_fitted_bound(&ep).unwrap_or(f64::NAN));
+        }
         if let Some(r) = retest {
             i += 1;
             rewards[i].push(r.oracle_total(&env, &ep));

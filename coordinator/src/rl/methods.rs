@@ -16,6 +16,9 @@ pub const BOUND: &str = "hindsight bound";
 pub const MEAN_SCORE_BOUND: &str = "mean-score bound";
 /// Name of the expected-value bound ([`super::env::Env::expected_bound`]).
 pub const EXPECTED_BOUND: &str = "expected bound";
+/// Name of the cross-fitted expected-value bound
+/// ([`super::env::Env::cross_fitted_bound`]).
+pub const CROSS_FITTED_BOUND: &str = "cross-fit bound";
 /// Name of the paper's "benchmark" run without the local capacity limit:
 /// every segment on the local device. It ignores the capacity every other
 /// method (and the bound) respects, so it is shown, not competed with.

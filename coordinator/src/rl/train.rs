@@ -24,7 +24,8 @@ use super::features::{
     ExpertPriors, FEATURE_NAMES, FeatureNorm, N_FEATURES, StepContext, pair_features,
 };
 use super::methods::{
-    BOUND, EXPECTED_BOUND, LOCAL_ALL, MEAN_SCORE_BOUND, baselines, local_all, policy_episode,
+    BOUND, CROSS_FITTED_BOUND, EXPECTED_BOUND, LOCAL_ALL, MEAN_SCORE_BOUND, baselines, local_all,
+    policy_episode,
 };
 use super::policy::{POLICY_FORMAT, POLICY_NAME, PolicyInfo, SacPolicy, TrainingInfo};
 use super::replay::{ReplayBuffer, Transition};
@@ -265,8 +266,12 @@ pub struct TrainReport {
     /// First episode after which the panel ratio stays within
     /// [`CONVERGENCE_TOLERANCE`] of its final value.
     pub converged_at: Option<usize>,
-    /// The episode whose weights were saved (best on the panel).
+    /// The episode whose weights were saved (best on the panel; 0: the
+    /// residual actor's untrained start, the prior planner).
     pub kept_episode: usize,
+    /// The saved weights' greedy reward on the panel / the panel's
+    /// hindsight bound.
+    pub kept_panel_ratio: f64,
     /// True when the panel's prompts were set aside from learning.
     pub validation_set_aside: bool,
     /// Files written (CSV, PNG).
@@ -420,6 +425,12 @@ pub fn run_train(args: TrainArgs) -> Result<TrainReport, RlError> {
         EXPECTED_BOUND.to_owned(),
         mean(panel.iter().map(|ep| env.expected_bound(ep))),
     ));
+    if data.max_samples() > 1 {
+        panel_lines.push((
+            CROSS_FITTED_BOUND.to_owned(),
+            mean(panel.iter().filter_map(|ep| env.cross_fitted_bound(ep))),
+        ));
+    }
     for (name, p) in baselines() {
         let mut total = 0.0;
         for ep in &panel {
@@ -446,6 +457,18 @@ pub fn run_train(args: TrainArgs) -> Result<TrainReport, RlError> {
     // are not what we want to ship).
     let select_from = (args.episodes / 2).max(args.warmup_episodes + 1);
     let mut best: Option<(f64, usize, Snapshot)> = None;
+    // A residual actor starts as the prior planner (its correction is
+    // zero), so its untrained weights are a candidate too ("episode 0"):
+    // training replaces them only with weights the panel likes better.
+    // Where the judged scores carry nothing the features predict beyond
+    // the priors, that is what it ships, and the report says so.
+    if sac.residual_gain > 0.0 {
+        let mut total = 0.0;
+        for p in &panel {
+            total += greedy_episode(&env, p, &agent, &priors, &norm)?;
+        }
+        best = Some((total / panel.len() as f64, 0, agent.snapshot()?));
+    }
     for e in 0..args.episodes {
         let ep = env.draw();
         let mut st = env.start(&ep);
@@ -500,12 +523,15 @@ pub fn run_train(args: TrainArgs) -> Result<TrainReport, RlError> {
         curve.push(point);
     }
     bar.finish_and_clear();
-    let kept = match &best {
-        Some((_, episode, weights)) => {
+    let (kept, kept_panel_reward) = match &best {
+        Some((reward, episode, weights)) => {
             agent.restore(weights)?;
-            *episode
+            (*episode, *reward)
         }
-        None => args.episodes,
+        None => (
+            args.episodes,
+            curve.last().map_or(f64::NAN, |c| c.panel_reward),
+        ),
     };
     let train_seconds = t0.elapsed().as_secs_f64();
     let ratios: Vec<f64> = curve.iter().map(|c| c.panel_ratio).collect();
@@ -593,6 +619,7 @@ pub fn run_train(args: TrainArgs) -> Result<TrainReport, RlError> {
         panel_lines,
         converged_at: converged,
         kept_episode: kept,
+        kept_panel_ratio: kept_panel_reward / bound_mean,
         validation_set_aside: learn != validation,
         files,
         eval,
@@ -692,7 +719,7 @@ impl TrainReport {
                 100.0 * last.panel_ratio,
                 self.converged_at.map_or("-".to_owned(), |e| e.to_string()),
                 self.kept_episode,
-                100.0 * self.curve.get(self.kept_episode.saturating_sub(1)).map_or(f64::NAN, |c| c.panel_ratio),
+                100.0 * self.kept_panel_ratio,
             ));
         }
         for (name, v) in &self.panel_lines {
@@ -784,5 +811,16 @@ pub(crate) mod tests {
         assert!(r.eval.is_some());
         let p = super::super::load_policy(&r.policy).unwrap();
         assert_eq!(p.info().training.episodes, 12);
+        // The saved weights are the panel's best among the candidates: the
+        // untrained residual start (episode 0) and the second half.
+        let best_trained = r.curve[5..]
+            .iter()
+            .map(|c| c.panel_ratio)
+            .fold(f64::NEG_INFINITY, f64::max);
+        assert!(r.kept_panel_ratio >= best_trained - 1e-9);
+        match r.kept_episode {
+            0 => assert!(r.kept_panel_ratio >= best_trained),
+            k => assert!((r.curve[k - 1].panel_ratio - r.kept_panel_ratio).abs() < 1e-9),
+        }
     }
 }
