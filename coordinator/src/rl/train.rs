@@ -340,6 +340,21 @@ pub fn greedy_episode(
     Ok(st.total)
 }
 
+/// The greedy agent's mean reward over the fixed `panel` episodes.
+fn panel_reward(
+    env: &Env,
+    panel: &[Episode],
+    agent: &Sac,
+    priors: &ExpertPriors,
+    norm: &FeatureNorm,
+) -> Result<f64, RlError> {
+    let mut total = 0.0;
+    for p in panel {
+        total += greedy_episode(env, p, agent, priors, norm)?;
+    }
+    Ok(total / panel.len() as f64)
+}
+
 /// First 1-based episode after which the curve, smoothed over
 /// [`CONVERGENCE_WINDOW`] episodes, stays within `tol` of its final level
 /// (the mean of the last fifth of the run, at least the window).
@@ -463,11 +478,8 @@ pub fn run_train(args: TrainArgs) -> Result<TrainReport, RlError> {
     // Where the judged scores carry nothing the features predict beyond
     // the priors, that is what it ships, and the report says so.
     if sac.residual_gain > 0.0 {
-        let mut total = 0.0;
-        for p in &panel {
-            total += greedy_episode(&env, p, &agent, &priors, &norm)?;
-        }
-        best = Some((total / panel.len() as f64, 0, agent.snapshot()?));
+        let start = panel_reward(&env, &panel, &agent, &priors, &norm)?;
+        best = Some((start, 0, agent.snapshot()?));
     }
     for e in 0..args.episodes {
         let ep = env.draw();
@@ -498,11 +510,7 @@ pub fn run_train(args: TrainArgs) -> Result<TrainReport, RlError> {
                 None => break,
             }
         }
-        let mut panel_total = 0.0;
-        for p in &panel {
-            panel_total += greedy_episode(&env, p, &agent, &priors, &norm)?;
-        }
-        let panel_reward = panel_total / panel.len() as f64;
+        let panel_reward = panel_reward(&env, &panel, &agent, &priors, &norm)?;
         if e + 1 >= select_from && best.as_ref().is_none_or(|b| panel_reward > b.0) {
             best = Some((panel_reward, e + 1, agent.snapshot()?));
         }
