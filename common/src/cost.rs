@@ -22,9 +22,10 @@ pub const DEFAULT_LAMBDA_TRANSFER: f64 = 2.0;
 
 /// Parameters of the cost model.
 // Unknown keys are refused: a mistyped `[cost]` key in a settings file
-// must not be silently ignored.
+// must not be silently ignored. Keys left out keep their defaults, so a
+// `[cost]` table may set only what it changes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct CostModel {
     /// Bandwidth B in Hz.
     pub bandwidth_hz: f64,

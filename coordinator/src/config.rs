@@ -318,6 +318,92 @@ pub struct CoordinatorConfig {
 }
 
 impl CoordinatorConfig {
+    /// The resolved settings in the settings file's shape, what
+    /// `coordinator config` prints: every key with the value that flags,
+    /// `NETMOE_*` variables, the `--config` file and the defaults gave it.
+    /// Loaded back as `--config` it resolves to the same settings. The
+    /// judge's API key is never printed (it is a flag or variable only).
+    pub fn to_settings(&self) -> toml::Table {
+        use toml::Value;
+        let mut t = toml::Table::new();
+        let mut put = |k: &str, v: Value| {
+            t.insert(k.to_owned(), v);
+        };
+        let text = |s: &str| Value::String(s.to_owned());
+        let path = |p: &std::path::Path| Value::String(p.display().to_string());
+        let ms = |d: Duration| Value::Integer(d.as_millis().min(i64::MAX as u128) as i64);
+        let int = |n: u64| Value::Integer(n.min(i64::MAX as u64) as i64);
+        put("listen", text(&self.listen.to_string()));
+        put("model", text(&self.model));
+        put("threads", int(u64::from(self.threads)));
+        put("policy", text(&self.policy));
+        if let Some(p) = &self.policy_file {
+            put("policy_file", path(p));
+        }
+        put("learn_online", Value::Boolean(self.learn_online));
+        let judge = match &self.judge {
+            JudgeChoice::Quality => "quality",
+            JudgeChoice::Heuristic => "heuristic",
+            JudgeChoice::Local => "local",
+            JudgeChoice::OpenAi { url, model, .. } => {
+                put("judge_url", text(url));
+                put("judge_model", text(model));
+                "openai"
+            }
+        };
+        put("judge", text(judge));
+        put(
+            "gate_embedder",
+            text(match self.gate_embedder {
+                GateEmbedderChoice::MiniLm => "minilm",
+                GateEmbedderChoice::Model => "model",
+            }),
+        );
+        put("max_segments", int(u64::from(self.max_segments)));
+        put("segment_deadline_ms", ms(self.segment_deadline));
+        put("fusion", text(self.fusion.name()));
+        put("local_candidate", Value::Boolean(self.local_candidate));
+        put("heartbeat_ms", ms(self.heartbeat));
+        put("liveness_ms", ms(self.liveness));
+        put("grace_ms", ms(self.grace));
+        put("cache_dir", path(&self.cache_dir));
+        put("transport", text(self.transport.name()));
+        if let Some(p) = &self.quic_ca {
+            put("quic_ca", path(p));
+        }
+        put(
+            "probe_interval_ms",
+            self.probe_interval.map_or(Value::Integer(0), ms),
+        );
+        put("probe_bytes", int(self.probe_bytes));
+        if let Some(a) = self.metrics_listen {
+            put("metrics_listen", text(&a.to_string()));
+        }
+        if let Some(a) = self.http_listen {
+            put("http_listen", text(&a.to_string()));
+        }
+        put("http_tls", Value::Boolean(self.http_tls));
+        put("max_concurrent_asks", int(self.max_concurrent_asks as u64));
+        if let Some(p) = &self.tls_dir {
+            put("tls_dir", path(p));
+        }
+        put("insecure", Value::Boolean(self.insecure));
+        put("quarantine_after", int(u64::from(self.quarantine_after)));
+        let c = &self.cost;
+        let cost: toml::Table = [
+            ("bandwidth_hz", c.bandwidth_hz),
+            ("tx_power_w", c.tx_power_w),
+            ("compute_per_word", c.compute_per_word),
+            ("lambda_compute", c.lambda_compute),
+            ("lambda_transfer", c.lambda_transfer),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::Float(v)))
+        .collect();
+        put("cost", Value::Table(cost));
+        t
+    }
+
     /// The state directory to serve with, or None for `--insecure`; an
     /// error when neither or both were given (plaintext is never a default).
     pub fn security(&self) -> Result<Option<&std::path::Path>, ConfigError> {
@@ -531,6 +617,50 @@ mod tests {
         let plain = ServeArgs::default().resolve().unwrap();
         assert_eq!(format!("{from_file:?}"), format!("{plain:?}"), "{text}");
         assert!(text.contains("\nlisten = \"127.0.0.1:50050\"\n"), "{text}");
+    }
+
+    #[test]
+    fn the_resolved_settings_load_back_to_the_same_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("coordinator.toml");
+        std::fs::write(
+            &file,
+            "max_segments = 2\nfusion = \"model\"\n[cost]\nbandwidth_hz = 20000.0\n",
+        )
+        .unwrap();
+        let resolved = ServeArgs {
+            config: Some(file),
+            max_segments: Some(3),
+            judge: Some("openai".into()),
+            judge_url: Some("http://127.0.0.1:9/v1".into()),
+            judge_key: Some("sk-secret".into()),
+            probe_interval_ms: Some(0),
+            insecure: true,
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let t = resolved.to_settings();
+        // The flag wins over the file, the file over the default.
+        assert_eq!(t["max_segments"].as_integer(), Some(3));
+        assert_eq!(t["fusion"].as_str(), Some("model"));
+        assert_eq!(t["cost"]["bandwidth_hz"].as_float(), Some(20000.0));
+        assert_eq!(t["probe_interval_ms"].as_integer(), Some(0));
+        let text = toml::to_string(&t).unwrap();
+        assert!(
+            !text.contains("sk-secret") && !text.contains("judge_key"),
+            "{text}"
+        );
+        let again = dir.path().join("resolved.toml");
+        std::fs::write(&again, &text).unwrap();
+        let reloaded = ServeArgs {
+            config: Some(again),
+            judge_key: Some("sk-secret".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(format!("{reloaded:?}"), format!("{resolved:?}"), "{text}");
     }
 
     #[test]

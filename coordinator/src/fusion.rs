@@ -30,6 +30,16 @@ pub enum FusionMode {
     Model,
 }
 
+impl FusionMode {
+    /// Its name in flags and settings files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Stitch => "stitch",
+            Self::Model => "model",
+        }
+    }
+}
+
 impl std::str::FromStr for FusionMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -176,12 +176,18 @@ enum Command {
         #[arg(long, default_value_t = netmoe_coordinator::judge::fit::DEFAULT_L2)]
         l2: f64,
     },
-    /// Print every `serve` setting as a TOML settings file: each key with
-    /// its doc, flag, environment variable and default.
+    /// Print `serve`'s settings as a TOML settings file: with
+    /// --print-default each key with its doc, flag, environment variable
+    /// and default; else the settings `serve` would run with, resolved from
+    /// the same flags, `NETMOE_*` variables and --config file (the judge's
+    /// key is never printed).
     Config {
-        /// Print the defaults (the only mode so far).
-        #[arg(long, required = true)]
+        /// Print the documented defaults instead of the resolved settings.
+        #[arg(long)]
         print_default: bool,
+        /// The settings to resolve, as `serve` takes them.
+        #[command(flatten)]
+        serve: Box<ServeArgs>,
     },
     /// Print a shell completion script, e.g.
     /// `coordinator completions bash > /etc/bash_completion.d/coordinator`.
@@ -392,9 +398,21 @@ fn run(command: Command, out: Out) -> anyhow::Result<()> {
         Command::Ca(cmd) => netmoe_coordinator::admin::ca(cmd, out),
         Command::Token(cmd) => netmoe_coordinator::admin::token(cmd, out),
         Command::Key(cmd) => netmoe_coordinator::admin::key(cmd, out),
-        Command::Config { print_default: _ } => {
+        Command::Config {
+            print_default: true,
+            ..
+        } => {
             let settings = netmoe_coordinator::config::settings();
             out.emit(&settings, || netmoe_common::cli::render_defaults(&settings))
+        }
+        Command::Config { serve, .. } => {
+            let settings = serve.resolve()?.to_settings();
+            out.emit(&settings, || {
+                format!(
+                    "# coordinator settings as serve resolves them (flags > NETMOE_* variables > --config file > defaults)\n{}",
+                    toml::to_string(&settings).unwrap_or_default()
+                )
+            })
         }
         Command::Completions { shell } => {
             netmoe_common::cli::completions::<Cli>(shell, "coordinator");

@@ -2,6 +2,10 @@
 //! `/metrics` (`serve --metrics-listen ADDR`): generations by outcome
 //! (ok, failed, cancelled by the caller, refused), generation speed,
 //! prompt-eval time and queue wait, and the node's channel and load.
+//!
+//! Every name starts with `netmoe_edge_`: the coordinator's per-node
+//! gauges are `netmoe_node_*` (labelled by node), so a Prometheus that
+//! scrapes both never sees one name with two meanings.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -53,7 +57,7 @@ impl std::fmt::Debug for NodeMetrics {
 
 impl Default for NodeMetrics {
     fn default() -> Self {
-        let mut r = Registry::with_prefix("netmoe_node");
+        let mut r = Registry::with_prefix("netmoe_edge");
         let m = Self {
             generations: Family::default(),
             generated_tokens: Counter::default(),

@@ -2,7 +2,7 @@
 //! exit codes (an unreachable coordinator 3, a bad API key 4, a refused
 //! request 5, bad usage 2), every error on one `error: ...` line with no
 //! debug dump, `--json` output that parses on the commands that print
-//! results, shell completions, `config --print-default` output that the
+//! results, shell completions, `config --print-default` and resolved `config` output that the
 //! binaries load back as their settings file, and `--http-tls` serving the
 //! HTTP side as HTTPS with the coordinator's certificate.
 
@@ -170,6 +170,31 @@ fn offline_commands_exit_codes_json_completions_and_defaults() {
         assert!(!table.is_empty(), "{b}: no value set in\n{text}");
         check_loads(b, &text, dir.path());
     }
+
+    // The resolved settings: a flag and a variable show up, and the printout
+    // loads back as a settings file.
+    let o = Command::new(bin("coordinator"))
+        .args(["config", "--max-segments", "3", "--insecure"])
+        .env("NETMOE_PROBE_BYTES", "4096")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let table: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(table["max_segments"].as_integer(), Some(3), "{text}");
+    assert_eq!(table["probe_bytes"].as_integer(), Some(4096), "{text}");
+    assert_eq!(table["insecure"].as_bool(), Some(true), "{text}");
+    assert_eq!(
+        json(&run("coordinator", &["config", "--insecure", "--json"]))["max_segments"],
+        4
+    );
+    check_loads("coordinator", &text, dir.path());
+    let bad = run(
+        "coordinator",
+        &["config", "--max-segments", "9", "--insecure"],
+    );
+    let line = assert_fails("an invalid resolved setting", &bad, 1);
+    assert!(line.contains("max_segments"), "{line}");
 }
 
 /// Starts `serve --config FILE` only far enough to see the file accepted:

@@ -58,6 +58,15 @@ fn sample_sum(text: &str, name: &str, labels: &str) -> f64 {
         .sum()
 }
 
+/// The metric families a scrape declares (`# TYPE name ...` lines).
+fn families(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn promtool(text: &str, what: &str) {
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
@@ -206,12 +215,22 @@ async fn openai_client_streaming_metrics_and_cancellation() -> anyhow::Result<()
     }
     let decisions = sample_sum(&coord, "netmoe_routing_decisions_total", "");
     let mut generated = 0.0;
+    let coord_families = families(&coord);
     for n in &cluster.nodes {
         let text = get(n.http_addr.expect("node metrics"), "/metrics");
         promtool(&text, &n.name);
-        let ok = sample_sum(&text, "netmoe_node_generations_total", r#"outcome="ok""#);
+        let shared: Vec<String> = families(&text)
+            .intersection(&coord_families)
+            .cloned()
+            .collect();
+        assert!(
+            shared.is_empty(),
+            "a metric name with two meanings (coordinator and node {}): {shared:?}",
+            n.name
+        );
+        let ok = sample_sum(&text, "netmoe_edge_generations_total", r#"outcome="ok""#);
         assert_eq!(
-            sample_sum(&text, "netmoe_node_prompt_eval_seconds_count", ""),
+            sample_sum(&text, "netmoe_edge_prompt_eval_seconds_count", ""),
             ok,
             "every finished generation has its prompt-eval time"
         );
@@ -329,7 +348,7 @@ fn cancelled(cluster: &netmoe_coordinator::cluster::Cluster) -> f64 {
         .map(|n| {
             sample_sum(
                 &get(n.http_addr.expect("node metrics"), "/metrics"),
-                "netmoe_node_generations_total",
+                "netmoe_edge_generations_total",
                 r#"outcome="cancelled""#,
             )
         })

@@ -32,6 +32,9 @@ fn plot_err(path: &Path) -> impl Fn(String) -> RlError + '_ {
     }
 }
 
+/// The learned policy's curve: black, a colour no reference line has.
+const SAC_COLOUR: RGBColor = RGBColor(0, 0, 0);
+
 /// Distinct line colours.
 const COLOURS: [RGBColor; 10] = [
     RGBColor(0x1f, 0x77, 0xb4),
@@ -99,7 +102,7 @@ pub fn reward_vs_episode(
         .draw()
         .map_err(|x| e(&x))?;
     for (i, (label, v)) in lines.iter().enumerate() {
-        let c = COLOURS[(i + 1) % COLOURS.len()];
+        let c = COLOURS[i % COLOURS.len()];
         chart
             .draw_series(LineSeries::new([(0.0, *v), (n, *v)], c.stroke_width(2)))
             .map_err(|x| e(&x))?
@@ -107,7 +110,7 @@ pub fn reward_vs_episode(
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));
     }
     if !behaviour.is_empty() {
-        let c = COLOURS[0].mix(0.3);
+        let c = SAC_COLOUR.mix(0.3);
         chart
             .draw_series(LineSeries::new(
                 behaviour
@@ -120,7 +123,7 @@ pub fn reward_vs_episode(
             .label("SAC while exploring (moving average)")
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c));
     }
-    let c = COLOURS[0];
+    let c = SAC_COLOUR;
     chart
         .draw_series(LineSeries::new(
             curve.iter().enumerate().map(|(i, &v)| (i as f64 + 1.0, v)),
