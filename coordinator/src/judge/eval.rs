@@ -124,7 +124,17 @@ pub async fn pairwise_accuracy(
     let mut scored: Vec<(&str, f64, f64)> = Vec::with_capacity(pairs.len());
     let mut misses = Vec::new();
     let mut verdicts = Vec::new();
+    // A half of the graded set takes minutes to score; show where it is
+    // (on stderr, drawn only when that is a terminal).
+    let bar = indicatif::ProgressBar::new(pairs.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} pairs  {elapsed_precise} (eta {eta})  {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.set_message(judge.name().to_owned());
     for p in pairs {
+        bar.inc(1);
         let mut pair_scores = [0.0; 2];
         for (slot, text) in [p.good.as_str(), p.corrupted.as_str()]
             .into_iter()
@@ -153,6 +163,7 @@ pub async fn pairwise_accuracy(
         }
         scored.push((p.kind.as_str(), g, c));
     }
+    bar.finish_and_clear();
     let all: Vec<(f64, f64)> = scored.iter().map(|(_, g, c)| (*g, *c)).collect();
     let mut kinds: Vec<&str> = Vec::new();
     for (k, ..) in &scored {
