@@ -9,6 +9,7 @@
 //! - [`link`]: the QUIC link (quinn): framing, TLS, probes, channel-emulating pacer.
 //! - [`prom`]: the two `/metrics` text formats (OpenMetrics, Prometheus 0.0.4) and which to serve.
 //! - [`pki`]: the project CA, certificate identities, TLS of the gRPC links, API-key bearer.
+//! - [`testing`]: how a test that cannot run on a machine skips loudly, or fails under CI.
 
 pub mod channel;
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod gguf;
 pub mod link;
 pub mod pki;
 pub mod prom;
+pub mod testing;
 
 pub use channel::{ChannelError, SnrDraw, SnrModel, SnrSampler, db_to_linear, linear_to_db};
 pub use cost::{CostModel, Reward, Transfer};

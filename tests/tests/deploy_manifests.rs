@@ -19,8 +19,9 @@ fn have(tool: &str, arg: &str) -> bool {
 #[test]
 fn k8s_manifests_and_the_systemd_unit_validate() {
     if !have("python3", "--version") || !have("systemd-analyze", "--version") {
-        eprintln!(
-            "\n*** SKIPPED: python3 (for kubernetes-validate) or systemd-analyze is missing ***\n"
+        netmoe_common::testing::skip(
+            "k8s_manifests_and_the_systemd_unit_validate",
+            "python3 (for kubernetes-validate) or systemd-analyze is missing",
         );
         return;
     }
@@ -44,7 +45,10 @@ fn k8s_manifests_and_the_systemd_unit_validate() {
 #[test]
 fn the_compose_file_is_valid() {
     if !have("docker-compose", "version") {
-        eprintln!("\n*** SKIPPED: docker-compose is not installed ***\n");
+        netmoe_common::testing::skip(
+            "the_compose_file_is_valid",
+            "docker-compose is not installed",
+        );
         return;
     }
     let out = Command::new("docker-compose")

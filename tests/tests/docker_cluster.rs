@@ -167,8 +167,9 @@ fn targets(v: &serde_json::Value) -> Vec<String> {
 #[test]
 fn the_secured_compose_cluster_answers_survives_a_kill_and_routes_around_a_partition() {
     if let Err(why) = docker_available() {
-        eprintln!(
-            "\n*** SKIPPED docker_cluster: {why}. This test needs a Docker engine and docker-compose. ***\n"
+        netmoe_common::testing::skip(
+            "docker_cluster",
+            &format!("{why}. This test needs a Docker engine and docker-compose."),
         );
         return;
     }
@@ -278,8 +279,9 @@ fn the_secured_compose_cluster_answers_survives_a_kill_and_routes_around_a_parti
 #[test]
 fn shaped_links_follow_the_shannon_rate_of_each_nodes_snr() {
     if let Err(why) = docker_available() {
-        eprintln!(
-            "\n*** SKIPPED docker_cluster (shaped): {why}. This test needs a Docker engine and docker-compose. ***\n"
+        netmoe_common::testing::skip(
+            "docker_cluster (shaped)",
+            &format!("{why}. This test needs a Docker engine and docker-compose."),
         );
         return;
     }

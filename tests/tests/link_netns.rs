@@ -129,8 +129,9 @@ async fn probes_and_routing_see_a_netem_degraded_link() -> anyhow::Result<()> {
     let net = match Netns::create() {
         Ok(n) => n,
         Err(e) => {
-            eprintln!(
-                "SKIPPED probes_and_routing_see_a_netem_degraded_link: this machine forbids network namespaces or tc ({e})"
+            netmoe_common::testing::skip(
+                "probes_and_routing_see_a_netem_degraded_link",
+                &format!("this machine forbids network namespaces or tc ({e})"),
             );
             return Ok(());
         }
