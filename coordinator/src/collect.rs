@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -326,6 +327,7 @@ async fn collect_prompt(
                     transport: p.config.transport,
                     temperature: None,
                     events: None,
+                    history: Arc::from(Vec::new()),
                 });
             }
         }

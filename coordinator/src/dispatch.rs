@@ -47,6 +47,9 @@ pub struct SegmentJob {
     pub temperature: Option<f32>,
     /// Where a streamed request's events go (None: not streamed).
     pub events: Option<SegmentEvents>,
+    /// Earlier turns of the conversation, oldest first (shared by the
+    /// request's segments).
+    pub history: Arc<[v1::Turn]>,
 }
 
 /// The streaming side of one segment: its index in the prompt and the
@@ -289,6 +292,7 @@ impl Dispatcher {
             .ok_or(("no local expert".to_owned(), 0, false))?;
         let req = request(job);
         let gen_job = state.job(&req).map_err(|e| (e.to_string(), 0, false))?;
+        let history_turns = gen_job.history_turns;
         let mut generation = state
             .engine
             .submit(gen_job)
@@ -317,6 +321,7 @@ impl Dispatcher {
                         node_id: crate::policy::LOCAL_TARGET.into(),
                         text: s.text.clone(),
                         finish_reason: netmoe_edge_node::service::finish_reason(s.finish) as i32,
+                        history_turns,
                         ..Default::default()
                     };
                     return Ok(SegmentOutcome {
@@ -442,6 +447,7 @@ fn request(job: &SegmentJob) -> v1::GenerateRequest {
         }),
         deadline_ms: Some(job.deadline.as_millis().min(u128::from(u32::MAX)) as u32),
         ignore_eos: false,
+        history: job.history.to_vec(),
     }
 }
 

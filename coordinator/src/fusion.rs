@@ -159,6 +159,7 @@ impl Fuser {
             deadline: None,
             ignore_eos: false,
             stops: Vec::new(),
+            history_turns: 0,
         };
         let mut g = engine
             .submit(job)

@@ -69,6 +69,7 @@ impl AskArgs {
             transport: self.transport.clone().unwrap_or_default(),
             expert: self.expert.clone().unwrap_or_default(),
             temperature: self.temperature,
+            history: Vec::new(),
         }
     }
 

@@ -23,6 +23,10 @@ use crate::registry::Registry;
 
 /// Largest prompt accepted, in bytes.
 pub const MAX_PROMPT_BYTES: usize = 4096;
+/// Most earlier conversation turns a request may carry (the nodes' limit).
+pub const MAX_HISTORY_TURNS: usize = netmoe_edge_node::service::MAX_HISTORY_TURNS;
+/// Most bytes of text in those turns together (the nodes' limit).
+pub const MAX_HISTORY_BYTES: usize = netmoe_edge_node::service::MAX_HISTORY_BYTES;
 /// Most tokens a request may ask of each expert (`Ask.max_tokens`); it
 /// also bounds the text the coordinator accumulates per segment.
 pub const MAX_ASK_TOKENS: u32 = 1024;
@@ -49,6 +53,19 @@ pub enum AskError {
         /// The limit.
         limit: usize,
     },
+    /// Conversation history over the turn or byte limit.
+    #[error(
+        "history is {turns} turns and {bytes} bytes; the limits are {MAX_HISTORY_TURNS} turns and {MAX_HISTORY_BYTES} bytes"
+    )]
+    HistoryTooLarge {
+        /// Turns sent.
+        turns: usize,
+        /// Bytes of text in them.
+        bytes: usize,
+    },
+    /// A history turn with no role.
+    #[error("history turn {0} has no role (user or assistant)")]
+    BadTurnRole(usize),
     /// K out of range.
     #[error("max_segments {0} is out of range 1..={MAX_SEGMENTS}")]
     BadSegmentCount(u32),
@@ -103,6 +120,8 @@ impl AskError {
         match self {
             AskError::EmptyPrompt => "empty_prompt",
             AskError::PromptTooLarge { .. } => "prompt_too_large",
+            AskError::HistoryTooLarge { .. } => "history_too_large",
+            AskError::BadTurnRole(_) => "bad_turn_role",
             AskError::BadSegmentCount(_) => "bad_segment_count",
             AskError::ZeroDeadline => "zero_deadline",
             AskError::BadTokens(_) => "bad_max_tokens",
@@ -127,6 +146,8 @@ impl AskError {
         match self {
             AskError::EmptyPrompt
             | AskError::PromptTooLarge { .. }
+            | AskError::HistoryTooLarge { .. }
+            | AskError::BadTurnRole(_)
             | AskError::BadSegmentCount(_)
             | AskError::ZeroDeadline
             | AskError::BadTokens(_)
@@ -358,6 +379,21 @@ impl Pipeline {
                 limit: MAX_PROMPT_BYTES,
             });
         }
+        let bytes: usize = req.history.iter().map(|t| t.text.len()).sum();
+        if req.history.len() > MAX_HISTORY_TURNS || bytes > MAX_HISTORY_BYTES {
+            return Err(AskError::HistoryTooLarge {
+                turns: req.history.len(),
+                bytes,
+            });
+        }
+        if let Some(i) = req.history.iter().position(|t| {
+            !matches!(
+                v1::TurnRole::try_from(t.role),
+                Ok(v1::TurnRole::User | v1::TurnRole::Assistant)
+            )
+        }) {
+            return Err(AskError::BadTurnRole(i));
+        }
         let k = req.max_segments.unwrap_or(self.config.max_segments);
         if k == 0 || k as usize > MAX_SEGMENTS {
             return Err(AskError::BadSegmentCount(k));
@@ -541,6 +577,7 @@ impl Pipeline {
             .map_or(self.config.segment_deadline, |ms| {
                 Duration::from_millis(u64::from(ms))
             });
+        let history: Arc<[v1::Turn]> = req.history.clone().into();
         let jobs: Vec<SegmentJob> = segments
             .iter()
             .enumerate()
@@ -557,6 +594,7 @@ impl Pipeline {
                     index: i as u32,
                     tx,
                 }),
+                history: history.clone(),
             })
             .collect();
         // Each passage is judged as soon as its segment is in, while slower
@@ -793,6 +831,7 @@ impl Pipeline {
             wire_bytes_down: o.wire.down,
             wire_bytes_shared: o.wire.shared,
             paced_s: fin.paced_seconds,
+            history_turns: fin.history_turns,
         }
     }
 }

@@ -386,7 +386,7 @@ pub fn json(r: &v1::AskResponse) -> Value {
                 "error": s.error, "explanation": s.explanation,
                 "transport": s.transport, "wire_bytes_up": s.wire_bytes_up,
                 "wire_bytes_down": s.wire_bytes_down, "wire_bytes_shared": s.wire_bytes_shared,
-                "paced_s": s.paced_s,
+                "paced_s": s.paced_s, "history_turns": s.history_turns,
                 "candidates": s.candidates.iter().map(|c| json!({
                     "target": c.target, "expert": c.expert, "relevance": c.relevance,
                     "gate_weight": c.gate_weight, "snr_db": c.snr_db, "rate_bps": c.rate_bps,

@@ -21,6 +21,20 @@ pub enum RequestError {
         /// The limit.
         limit: u32,
     },
+    /// More earlier turns than the node takes.
+    #[error("history has {turns} turns; this node accepts at most {limit}")]
+    TooManyTurns {
+        /// Turns sent.
+        turns: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A history turn that is neither the user's nor an answer.
+    #[error("history turn {index} has no role: send TURN_ROLE_USER or TURN_ROLE_ASSISTANT")]
+    BadTurnRole {
+        /// Its place in the history.
+        index: usize,
+    },
     /// `max_tokens` was 0.
     #[error("max_tokens must be at least 1 (leave it unset for the expert's default)")]
     ZeroTokens,

@@ -195,6 +195,7 @@ fn warm_up(engine: &Engine, tokens: u32) {
         deadline: None,
         ignore_eos: true,
         stops: Vec::new(),
+        history_turns: 0,
     };
     let Ok(mut generation) = engine.submit(job) else {
         return;

@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::engine::{Engine, EngineEvent, FinishReason, GenerateJob, Generation};
 use crate::error::RequestError;
 use crate::profile::ExpertProfile;
-use crate::prompt::{Layout, Prompt, PromptError};
+use crate::prompt::{Layout, Prompt, PromptError, Speaker, Turn};
 
 /// Largest segment accepted, in bytes.
 pub const DEFAULT_MAX_SEGMENT_BYTES: u32 = 8 * 1024;
@@ -24,8 +24,16 @@ pub const DEFAULT_MAX_SEGMENT_BYTES: u32 = 8 * 1024;
 pub const DEFAULT_MAX_CONTEXT_BYTES: u32 = 32 * 1024;
 /// Most tokens one request may ask for.
 pub const DEFAULT_MAX_TOKENS_LIMIT: u32 = 512;
-/// Largest gRPC message the node decodes: the two text limits plus room.
+/// Most earlier conversation turns one request may carry.
+pub const MAX_HISTORY_TURNS: usize = 32;
+/// Most bytes of text in those turns, all together.
+pub const MAX_HISTORY_BYTES: usize = 16 * 1024;
+/// Largest gRPC message the node decodes: the three text limits plus room.
 pub const MAX_REQUEST_MESSAGE_BYTES: usize = 64 * 1024;
+const _: () = assert!(
+    (DEFAULT_MAX_SEGMENT_BYTES + DEFAULT_MAX_CONTEXT_BYTES) as usize + MAX_HISTORY_BYTES + 4096
+        <= MAX_REQUEST_MESSAGE_BYTES
+);
 /// Bytes of framing added to every message (flag + length), the same on
 /// gRPC and on the QUIC data plane.
 const GRPC_FRAME_HEADER: u64 = HEADER_BYTES;
@@ -103,11 +111,27 @@ impl NodeState {
         })
     }
 
-    /// The prompt for one segment in this node's layout.
-    pub fn prompt(&self, segment: &str, context: &str) -> Result<Prompt, RequestError> {
-        self.layout
-            .render(self.engine.llama(), &self.profile, segment, context)
-            .map_err(RequestError::Prompt)
+    /// The prompt for one segment in this node's layout, after the newest
+    /// turns of `history` that leave room for `max_tokens` in a sequence's
+    /// context window; returns it and the number of turns it carries.
+    pub fn prompt(
+        &self,
+        segment: &str,
+        context: &str,
+        history: &[Turn],
+        max_tokens: u32,
+    ) -> Result<(Prompt, usize), RequestError> {
+        crate::prompt::fit(
+            history,
+            max_tokens,
+            self.engine.config().ctx_per_slot,
+            |turns| {
+                self.layout
+                    .render(self.engine.llama(), &self.profile, segment, context, turns)
+            },
+            |p| self.engine.tokenize(p).len() as u32,
+        )
+        .map_err(RequestError::Prompt)
     }
 
     /// Draws the channel for a new transfer or heartbeat.
@@ -238,16 +262,54 @@ impl NodeState {
         } else {
             req.request_id.clone()
         };
+        let history = history(&req.history)?;
+        let (prompt, kept) = self.prompt(segment, &req.context, &history, max_tokens)?;
         Ok(GenerateJob {
             request_id,
-            prompt: self.prompt(segment, &req.context)?,
+            prompt,
             max_tokens,
             sampling,
             deadline,
             ignore_eos: req.ignore_eos,
-            stops: self.layout.stops(&self.profile),
+            stops: self.layout.stops(&self.profile, kept > 0),
+            history_turns: kept as u32,
         })
     }
+}
+
+/// The earlier turns of a request, checked against the history limits;
+/// empty turns are left out.
+pub fn history(turns: &[v1::Turn]) -> Result<Vec<Turn>, RequestError> {
+    if turns.len() > MAX_HISTORY_TURNS {
+        return Err(RequestError::TooManyTurns {
+            turns: turns.len(),
+            limit: MAX_HISTORY_TURNS,
+        });
+    }
+    let bytes: usize = turns.iter().map(|t| t.text.len()).sum();
+    if bytes > MAX_HISTORY_BYTES {
+        return Err(RequestError::TooLarge {
+            field: "history",
+            bytes,
+            limit: MAX_HISTORY_BYTES as u32,
+        });
+    }
+    turns
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !t.text.trim().is_empty())
+        .map(|(i, t)| {
+            let speaker = match v1::TurnRole::try_from(t.role) {
+                Ok(v1::TurnRole::User) => Speaker::User,
+                Ok(v1::TurnRole::Assistant) => Speaker::Assistant,
+                _ => return Err(RequestError::BadTurnRole { index: i }),
+            };
+            Ok(Turn {
+                speaker,
+                text: t.text.clone(),
+            })
+        })
+        .collect()
 }
 
 fn report(d: &SnrDraw, model: &impl std::fmt::Display) -> v1::SnrReport {
@@ -316,15 +378,18 @@ pub fn generate_events(
     let admitted = (|| -> Result<_, Status> {
         let job = state.job(req)?;
         let id = job.request_id.clone();
-        Ok((id, state.engine.submit(job)?))
+        let turns = job.history_turns;
+        Ok((id, turns, state.engine.submit(job)?))
     })();
-    let (request_id, generation) = admitted.inspect_err(|_| state.metrics.refused())?;
+    let (request_id, history_turns, generation) =
+        admitted.inspect_err(|_| state.metrics.refused())?;
     tracing::info!(request = %request_id, prompt_tokens = generation.prompt_tokens, "generation accepted");
     let stream = StreamState {
         generation,
         snr: state.draw_snr(),
         state: state.clone(),
         request_id,
+        history_turns,
         bytes_sent: 0,
         paced: Duration::ZERO,
         done: false,
@@ -339,6 +404,7 @@ struct StreamState {
     generation: Generation,
     state: Arc<NodeState>,
     request_id: String,
+    history_turns: u32,
     snr: v1::SnrReport,
     bytes_sent: u64,
     paced: Duration,
@@ -378,6 +444,7 @@ impl StreamState {
                     snr: Some(self.snr.clone()),
                     node_id: self.state.node_id.clone(),
                     paced_seconds: self.paced.as_secs_f64(),
+                    history_turns: self.history_turns,
                 };
                 fin.bytes_sent = total_with_self(self.bytes_sent, &mut fin);
                 self.state.pace(fin.bytes_sent - self.bytes_sent).await;

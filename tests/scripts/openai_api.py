@@ -2,8 +2,9 @@
 
 Usage: openai_api.py BASE_URL API_KEY PROMPT
 Checks a chat completion, a streamed one (text arrives before the last
-expert finishes), the models list, a bad key (401), a bad request (400),
-an oversized prompt (413) and overload (429 with Retry-After). Prints one
+expert finishes), a multi-turn chat (every expert's prompt carries the
+earlier turns), the models list, a bad key (401), bad requests (400),
+an oversized prompt and history (413) and overload (429 with Retry-After). Prints one
 JSON line of what it measured; exits non-zero on the first failed check.
 """
 
@@ -92,6 +93,44 @@ norm = lambda t: " ".join(t.split())
 passages = [s["text"] for s in answer["segments"] if not s["error"]]
 check(norm("".join(pieces)) == norm(" ".join(passages)), "the streamed text is the passages in prompt order")
 check(answer["story"].strip() != "", "the final chunk carries the fused story")
+
+# A conversation: the earlier user and assistant turns reach every
+# expert's prompt (the system message is not forwarded), which the
+# extension reports per segment and the prompt token counts show.
+earlier = [
+    {"role": "system", "content": "Answer briefly."},
+    {"role": "user", "content": "Write a story about a lighthouse keeper named Ada."},
+    {"role": "assistant", "content": "Ada climbed the hundred steps of the lighthouse every night "
+                                     "and lit the lamp for the fishing boats out on the grey sea."},
+]
+single = client.chat.completions.create(
+    model="netmoe", messages=[{"role": "user", "content": prompt}], max_tokens=16, seed=11,
+    extra_body={"netmoe": {"max_segments": 1}},
+)
+turns = client.chat.completions.create(
+    model="netmoe", messages=earlier + [{"role": "user", "content": prompt}], max_tokens=16, seed=11,
+    extra_body={"netmoe": {"max_segments": 1}},
+)
+s1 = single.model_extra["netmoe"]["segments"][0]
+s2 = turns.model_extra["netmoe"]["segments"][0]
+out["history_prompt_tokens"] = [s1["prompt_tokens"], s2["prompt_tokens"]]
+check(s1["history_turns"] == 0 and s2["history_turns"] == 2 and not s2["error"],
+      f"each expert's prompt carries the 2 earlier turns: {s2['history_turns']}")
+check(s1["target"] == s2["target"], "the same prompt goes to the same node under the relevance policy")
+check(s2["prompt_tokens"] >= s1["prompt_tokens"] + 25,
+      f"the turns lengthen the prompt: {s1['prompt_tokens']} -> {s2['prompt_tokens']} tokens")
+try:
+    client.chat.completions.create(model="netmoe", messages=earlier[1:], max_tokens=8)
+    check(False, "a chat that ends with the assistant's turn is refused")
+except openai.BadRequestError as e:
+    check(e.status_code == 400, "a chat that ends with the assistant's turn gets 400")
+try:
+    long = [{"role": "user" if i % 2 == 0 else "assistant", "content": "word " * 200} for i in range(20)]
+    client.chat.completions.create(model="netmoe", messages=long + [{"role": "user", "content": prompt}], max_tokens=8)
+    check(False, "a history over 16 KiB is refused")
+except openai.APIStatusError as e:
+    check(e.status_code == 413 and e.body.get("code") == "history_too_large",
+          f"a history over 16 KiB gets 413: {e.status_code} {e.body}")
 
 # A completion, the older endpoint.
 c = client.completions.create(model="netmoe", prompt=prompt, max_tokens=16, seed=9)

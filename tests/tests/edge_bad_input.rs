@@ -116,6 +116,30 @@ async fn invalid_arguments_are_refused_and_the_node_keeps_serving() -> anyhow::R
     r.deadline_ms = Some(0);
     expect_status(&mut c, r, Code::InvalidArgument, "deadline_ms").await;
 
+    // History: over the turn limit, over the byte limit, a turn with no role.
+    let t = |role: v1::TurnRole, text: &str| v1::Turn {
+        role: role as i32,
+        text: text.into(),
+    };
+    let mut r = req("a story");
+    r.history = vec![t(v1::TurnRole::User, "hi"); 33];
+    expect_status(&mut c, r, Code::InvalidArgument, "history has 33 turns").await;
+    let mut r = req("a story");
+    r.history = vec![t(v1::TurnRole::User, &"x".repeat(9 * 1024)); 2];
+    expect_status(&mut c, r, Code::InvalidArgument, "history is 18432 bytes").await;
+    let mut r = req("a story");
+    r.history = vec![
+        t(v1::TurnRole::User, "a knight"),
+        t(v1::TurnRole::Unspecified, "no role"),
+    ];
+    expect_status(
+        &mut c,
+        r,
+        Code::InvalidArgument,
+        "history turn 1 has no role",
+    )
+    .await;
+
     serves_normally(&mut c).await
 }
 

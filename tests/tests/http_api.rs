@@ -147,12 +147,13 @@ async fn openai_client_streaming_metrics_and_cancellation() -> anyhow::Result<()
     let measured: serde_json::Value =
         serde_json::from_slice(out.stdout.trim_ascii()).expect("the script's JSON line");
     eprintln!("openai client: {measured}");
-    // Answered: chat, streamed chat, completion, the one in flight during
-    // the 429. Refused inside the pipeline: max_tokens 0, the oversized
-    // prompt, the overload (the bad key and the unknown model never reach
-    // it).
-    let answered = 4.0;
-    let refused = 3.0;
+    // Answered: chat, streamed chat, the single-turn and multi-turn chats,
+    // completion, the one in flight during the 429. Refused inside the
+    // pipeline: max_tokens 0, the oversized history, the oversized prompt,
+    // the overload (the bad key, the unknown model and the chat ending
+    // with the assistant's turn never reach it).
+    let answered = 6.0;
+    let refused = 4.0;
 
     // The gRPC twin streams the same events: routing first, then text,
     // then the answer.

@@ -68,7 +68,7 @@ impl ApiError {
 impl From<AskError> for ApiError {
     fn from(e: AskError) -> Self {
         let (status, kind) = match &e {
-            AskError::PromptTooLarge { .. } => {
+            AskError::PromptTooLarge { .. } | AskError::HistoryTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error")
             }
             AskError::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),

@@ -5,7 +5,10 @@
 //! Models: `netmoe` is the mixture under the coordinator's default policy,
 //! `netmoe:POLICY` the mixture under a named policy, `expert:NAME` the
 //! mixture with every segment pinned to one expert. The prompt is the last
-//! `user` message (earlier turns are not used). `temperature: 0` is sent to
+//! message, which must be the user's; the `user` and `assistant` messages
+//! before it are the conversation's history, which every expert sees (as
+//! much as fits its context window). `system` and `developer` messages are
+//! not forwarded: each expert's persona is its system line. `temperature: 0` is sent to
 //! the experts as 0.01 (near-greedy; llama.cpp's sampler takes no 0).
 //! NetMoE's extras (routing, scores, costs) ride in a `netmoe` field that
 //! standard clients ignore; a request may carry a `netmoe` object with
@@ -123,6 +126,40 @@ fn content_text(v: &Value) -> Option<String> {
     }
 }
 
+/// The prompt and history of a chat: the last message (not counting
+/// `system`/`developer` ones, which are left out) must be the user's; the
+/// `user` and `assistant` messages before it become history, oldest first.
+fn conversation(messages: &[ChatMessage]) -> Result<(String, Vec<v1::Turn>), ApiError> {
+    let mut turns = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        let role = match m.role.as_str() {
+            "system" | "developer" => continue,
+            "user" => v1::TurnRole::User,
+            "assistant" => v1::TurnRole::Assistant,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "messages[{i}].role {other:?} is not supported; use system, user or assistant"
+                )));
+            }
+        };
+        let text = content_text(&m.content)
+            .ok_or_else(|| ApiError::bad_request(format!("messages[{i}].content must be text")))?;
+        turns.push(v1::Turn {
+            role: role as i32,
+            text,
+        });
+    }
+    match turns.pop() {
+        Some(t) if t.role == v1::TurnRole::User as i32 && !t.text.trim().is_empty() => {
+            Ok((t.text, turns))
+        }
+        Some(_) => Err(ApiError::bad_request(
+            "the last message must be the user's, with text",
+        )),
+        None => Err(ApiError::bad_request("messages hold no user message")),
+    }
+}
+
 /// The pipeline request for `prompt` under `common`.
 pub fn ask_request(prompt: String, common: &Common) -> Result<v1::AskRequest, ApiError> {
     let model = common.model.as_deref().unwrap_or(MIXTURE_MODEL);
@@ -146,6 +183,7 @@ pub fn ask_request(prompt: String, common: &Common) -> Result<v1::AskRequest, Ap
         transport: extras.and_then(|x| x.transport.clone()).unwrap_or_default(),
         expert,
         temperature: common.temperature.map(|t| if t == 0.0 { 0.01 } else { t }),
+        history: Vec::new(),
     })
 }
 
@@ -162,14 +200,8 @@ async fn chat(State(p): State<Arc<Pipeline>>, headers: HeaderMap, body: Bytes) -
     let run = || async {
         let caller = authorize(&p, &headers)?;
         let req: ChatRequest = parse(&body)?;
-        let prompt = req
-            .messages
-            .iter()
-            .rev()
-            .find(|m| m.role == "user")
-            .and_then(|m| content_text(&m.content))
-            .ok_or_else(|| ApiError::bad_request("messages hold no user message with text"))?;
-        answer(&p, caller, prompt, &req.common, Kind::Chat).await
+        let (prompt, history) = conversation(&req.messages)?;
+        answer(&p, caller, prompt, history, &req.common, Kind::Chat).await
     };
     run().await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -185,7 +217,15 @@ async fn completions(State(p): State<Arc<Pipeline>>, headers: HeaderMap, body: B
             }
             _ => return Err(ApiError::bad_request("prompt must be one string")),
         };
-        answer(&p, caller, prompt, &req.common, Kind::Completion).await
+        answer(
+            &p,
+            caller,
+            prompt,
+            Vec::new(),
+            &req.common,
+            Kind::Completion,
+        )
+        .await
     };
     run().await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -200,10 +240,14 @@ async fn answer(
     p: &Arc<Pipeline>,
     caller: String,
     prompt: String,
+    history: Vec<v1::Turn>,
     common: &Common,
     kind: Kind,
 ) -> Result<Response, ApiError> {
-    let req = ask_request(prompt, common)?;
+    let req = v1::AskRequest {
+        history,
+        ..ask_request(prompt, common)?
+    };
     let model = common
         .model
         .clone()
@@ -469,5 +513,53 @@ mod tests {
         let v = json!([{"type": "text", "text": "a "}, {"type": "text", "text": "b"}]);
         assert_eq!(content_text(&v).as_deref(), Some("a b"));
         assert_eq!(content_text(&json!(3)), None);
+    }
+
+    fn message(role: &str, content: Value) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content,
+        }
+    }
+
+    #[test]
+    fn earlier_user_and_assistant_messages_become_history_and_system_is_left_out() {
+        let (prompt, history) = conversation(&[
+            message("system", json!("be brief")),
+            message("user", json!("a knight")),
+            message(
+                "assistant",
+                json!([{"type": "text", "text": "Sir Aldric rode."}]),
+            ),
+            message("user", json!("then a dragon")),
+        ])
+        .expect("conversation");
+        assert_eq!(prompt, "then a dragon");
+        let roles: Vec<i32> = history.iter().map(|t| t.role).collect();
+        assert_eq!(
+            roles,
+            [v1::TurnRole::User as i32, v1::TurnRole::Assistant as i32]
+        );
+        assert_eq!(history[1].text, "Sir Aldric rode.");
+    }
+
+    #[test]
+    fn a_chat_must_end_with_the_users_text_and_roles_are_checked() {
+        let last_assistant = conversation(&[
+            message("user", json!("a knight")),
+            message("assistant", json!("Sir Aldric rode.")),
+        ]);
+        let tool = conversation(&[message("tool", json!("{}")), message("user", json!("x"))]);
+        let only_system = conversation(&[message("system", json!("be brief"))]);
+        let not_text = conversation(&[message("user", json!(3))]);
+        for (what, r) in [
+            ("last assistant", last_assistant),
+            ("tool role", tool),
+            ("only system", only_system),
+            ("numeric content", not_text),
+        ] {
+            let e = r.expect_err(what);
+            assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST, "{what}");
+        }
     }
 }

@@ -117,6 +117,8 @@ pub struct GenerateJob {
     pub ignore_eos: bool,
     /// Text that ends the generation where it appears; it is not sent.
     pub stops: Vec<String>,
+    /// Earlier conversation turns the prompt carries (reported back).
+    pub history_turns: u32,
 }
 
 /// Why a generation ended.
