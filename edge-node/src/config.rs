@@ -147,6 +147,12 @@ pub struct ServeArgs {
     /// Random loss of the shaped link, percent [default: 0].
     #[arg(long, env = "NETMOE_SHAPE_LOSS_PERCENT")]
     pub shape_loss_percent: Option<f64>,
+    /// Directory of llama.cpp's backend modules (libggml-cpu-*.so), of which
+    /// the best one for this CPU is loaded [default: the binary's own
+    /// directory when it holds them, else the build's].
+    #[cfg(feature = "dynamic-backends")]
+    #[arg(long, env = "NETMOE_BACKENDS_DIR")]
+    pub backends_dir: Option<PathBuf>,
     /// Serve plaintext gRPC to anyone and register without a certificate
     /// (a lab on a network you own; a warning is logged at start).
     #[arg(long, env = "NETMOE_INSECURE")]
@@ -182,6 +188,8 @@ struct FileConfig {
     emulate_bandwidth_hz: Option<f64>,
     metrics_listen: Option<SocketAddr>,
     tls_dir: Option<PathBuf>,
+    #[cfg(feature = "dynamic-backends")]
+    backends_dir: Option<PathBuf>,
     insecure: Option<bool>,
 }
 
@@ -292,6 +300,10 @@ pub struct NodeConfig {
     pub join_token: Option<String>,
     /// Kernel link shaping, when asked for.
     pub shape: Option<ShapeConfig>,
+    /// Where llama.cpp's backend modules are (None: beside the binary, else
+    /// the build's directory).
+    #[cfg(feature = "dynamic-backends")]
+    pub backends_dir: Option<PathBuf>,
 }
 
 /// `--shape-*` resolved.
@@ -437,7 +449,19 @@ impl ServeArgs {
                 Some(c)
             }
         };
+        #[cfg(feature = "dynamic-backends")]
+        let backends_dir = match self.backends_dir.or(f.backends_dir) {
+            Some(d) if !crate::backends::has_cpu_backend(&d) => {
+                return Err(ConfigError::Invalid {
+                    key: "backends_dir",
+                    message: format!("{} holds no libggml-cpu-*.so", d.display()),
+                });
+            }
+            d => d,
+        };
         Ok(NodeConfig {
+            #[cfg(feature = "dynamic-backends")]
+            backends_dir,
             quic,
             tls,
             emulate_bandwidth_hz,

@@ -55,6 +55,10 @@ pub fn build(
         .or_else(|| profile.model.clone())
         .unwrap_or_else(|| crate::config::DEFAULT_MODEL.to_owned());
     let model_path = resolve_model(&spec, &config.cache_dir, &opts)?;
+    #[cfg(feature = "dynamic-backends")]
+    if let Some(dir) = &config.backends_dir {
+        crate::backends::set_dir(dir.clone());
+    }
     let engine = Engine::start(EngineConfig {
         model_path,
         threads: config.threads,

@@ -17,10 +17,13 @@ use super::EngineError;
 static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
 
 /// The process's llama.cpp backend, initialised on first use with its logs
-/// routed into `tracing` (target `llama-cpp-2`).
+/// routed into `tracing` (target `llama-cpp-2`). A `dynamic-backends` build
+/// first loads llama.cpp's backend modules (the `backends` module).
 pub fn backend() -> &'static LlamaBackend {
     BACKEND.get_or_init(|| {
         llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+        #[cfg(feature = "dynamic-backends")]
+        crate::backends::load();
         LlamaBackend::init().expect("llama.cpp backend initialises once per process")
     })
 }
