@@ -271,7 +271,13 @@ impl NodeState {
             sampling,
             deadline,
             ignore_eos: req.ignore_eos,
-            stops: self.layout.stops(&self.profile, kept > 0),
+            // A fixed-length request runs to its budget: stop text would end
+            // it early as an end-of-generation token would.
+            stops: if req.ignore_eos {
+                Vec::new()
+            } else {
+                self.layout.stops(&self.profile, kept > 0)
+            },
             history_turns: kept as u32,
         })
     }

@@ -113,7 +113,8 @@ pub struct GenerateJob {
     pub sampling: SamplingSpec,
     /// When to stop with [`FinishReason::Deadline`].
     pub deadline: Option<Instant>,
-    /// Keep generating through end-of-generation tokens.
+    /// Keep generating through end-of-generation tokens (a fixed-length
+    /// request; its `stops` are empty too).
     pub ignore_eos: bool,
     /// Text that ends the generation where it appears; it is not sent.
     pub stops: Vec<String>,
