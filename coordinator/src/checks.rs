@@ -3,6 +3,7 @@
 //! node, and a node over [`DEFAULT_QUARANTINE_AFTER`] violations is
 //! quarantined (not routed to) with the reason in `coordinator nodes`.
 
+use netmoe_edge_node::profile::{MAX_EXAMPLE_BYTES, MAX_EXAMPLES};
 use netmoe_proto::v1;
 
 /// The simulated SNR a node may report, dB: far wider than any real radio
@@ -95,6 +96,16 @@ pub fn info(i: &v1::NodeInfo) -> Result<(), Violation> {
         if p.domain.len() > MAX_DOMAIN_BYTES {
             return fail(format!("domain over {MAX_DOMAIN_BYTES} bytes"));
         }
+        // The gate embeds every example: the node's own profile limits bound them.
+        if p.examples.len() > MAX_EXAMPLES {
+            return fail(format!(
+                "{} examples, at most {MAX_EXAMPLES}",
+                p.examples.len()
+            ));
+        }
+        if p.examples.iter().any(|e| e.len() > MAX_EXAMPLE_BYTES) {
+            return fail(format!("an example over {MAX_EXAMPLE_BYTES} bytes"));
+        }
     }
     Ok(())
 }
@@ -139,6 +150,24 @@ pub fn generated(f: &v1::GenerateFinal, node_id: &str, max_tokens: u32) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_profile_with_too_many_or_too_long_examples_fails() {
+        let with = |examples: Vec<String>| v1::NodeInfo {
+            profile: Some(v1::ExpertProfile {
+                name: "a".into(),
+                domain: "b".into(),
+                examples,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        info(&with(vec!["a fox".into(); MAX_EXAMPLES])).unwrap();
+        let err = info(&with(vec!["a fox".into(); MAX_EXAMPLES + 1])).unwrap_err();
+        assert!(err.0.contains("33 examples"), "{err}");
+        let err = info(&with(vec!["x".repeat(MAX_EXAMPLE_BYTES + 1)])).unwrap_err();
+        assert!(err.0.contains("an example over"), "{err}");
+    }
 
     #[test]
     fn implausible_reports_fail() {

@@ -24,6 +24,7 @@
 //! - [`report`]: the human table and JSON of an answer.
 //! - [`text`]: sentences and words, shared by fusion and the judges.
 //! - [`collect`]: the routing dataset: every segment on every expert, judged.
+//! - [`regate`]: the dataset's relevance recomputed with the serving gate after a gate change.
 //! - [`cluster`]: starting a local cluster of separate processes (the demo).
 //! - [`rl`]: the learned router: dataset, environment, discrete SAC in candle, train/eval/simulate.
 
@@ -48,6 +49,7 @@ pub mod links;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod regate;
 pub mod registry;
 pub mod report;
 pub mod rl;

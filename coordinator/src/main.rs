@@ -160,6 +160,17 @@ enum Command {
     /// Collect the routing dataset: every segment of every prompt on every
     /// expert, judged (resumable; appends to --out).
     Collect(netmoe_coordinator::collect::CollectArgs),
+    /// Recompute the gate's relevance and weights of a routing dataset with
+    /// the gate the coordinator serves with now (after a gate change), so
+    /// training sees the features a live request gets; scores and texts are
+    /// kept.
+    Regate {
+        /// The dataset (JSONL rows of `collect`).
+        dataset: PathBuf,
+        /// Where to write it [default: in place].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Train the discrete SAC routing policy on a collected dataset.
     Train(netmoe_coordinator::rl::TrainArgs),
     /// Evaluate a trained policy against every baseline and the upper bound
@@ -325,7 +336,7 @@ async fn gate_eval(embedders: Vec<String>, model: String, out: Out) -> anyhow::R
             Ok(app::gate(&config, &analyzer, true)?)
         })
         .await??;
-        for scoring in [gate::Scoring::Line, gate::Scoring::Subjects] {
+        for scoring in gate::Scoring::ALL {
             let g = base.rescored(scoring);
             let started = std::time::Instant::now();
             reports.push(eval::evaluate(&g, &set, &experts).await?);
@@ -524,6 +535,12 @@ fn run(command: Command, out: Out) -> anyhow::Result<()> {
                 &serde_json::json!({"collected_prompts": n, "out": file}),
                 String::new,
             )
+        }),
+        Command::Regate { dataset, out: to } => rt.block_on(async {
+            let to = to.unwrap_or_else(|| dataset.clone());
+            let n = netmoe_coordinator::regate::run_regate(&dataset, &to, &cache_dir()).await?;
+            eprintln!("regated {n} segments into {}", to.display());
+            out.emit(&serde_json::json!({"segments": n, "out": to}), String::new)
         }),
         Command::JudgeEval {
             judges,

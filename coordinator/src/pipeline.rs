@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::dispatch::{Dispatcher, SegmentJob, SegmentOutcome};
 use crate::fusion::Fuser;
-use crate::gate::{Gate, MAX_SEGMENTS, segment};
+use crate::gate::{Domain, Gate, MAX_SEGMENTS, segment};
 use crate::judge::{Judge, JudgeInput};
 use crate::links::{Links, Transport};
 use crate::policy::{
@@ -291,7 +291,7 @@ pub fn targets(
     nodes: &[crate::registry::NodeEntry],
     local: Option<LocalCandidate<'_>>,
     max_tokens: Option<u32>,
-) -> (Vec<Candidate>, Vec<String>) {
+) -> (Vec<Candidate>, Vec<Domain>) {
     let mut targets: Vec<Candidate> = nodes
         .iter()
         .map(|n| {
@@ -317,7 +317,7 @@ pub fn targets(
             }
         })
         .collect();
-    let mut domains: Vec<String> = nodes.iter().map(|n| n.domain().to_owned()).collect();
+    let mut domains: Vec<Domain> = nodes.iter().map(|n| n.gate_domain()).collect();
     if let Some(l) = local {
         targets.push(Candidate {
             link: None,
@@ -333,7 +333,10 @@ pub fn targets(
                 * WORDS_PER_TOKEN,
             wire_bytes_per_word: 0.0,
         });
-        domains.push(l.profile.domain.clone());
+        domains.push(Domain {
+            line: l.profile.domain.clone(),
+            examples: l.profile.examples.clone(),
+        });
     }
     (targets, domains)
 }
@@ -475,7 +478,7 @@ impl Pipeline {
         nodes: &[crate::registry::NodeEntry],
         max_tokens: Option<u32>,
         with_local: bool,
-    ) -> (Vec<Candidate>, Vec<String>) {
+    ) -> (Vec<Candidate>, Vec<Domain>) {
         let local = self.local.as_ref().filter(|_| with_local).map(|l| {
             let load = l.engine.load();
             LocalCandidate {
@@ -497,8 +500,7 @@ impl Pipeline {
         with_local: bool,
     ) -> Result<Vec<SegmentView>, AskError> {
         let (targets, domains) = self.targets(nodes, max_tokens, with_local);
-        let domain_refs: Vec<&str> = domains.iter().map(String::as_str).collect();
-        let rel = self.gate.relevance(segments, &domain_refs).await?;
+        let rel = self.gate.relevance(segments, &domains).await?;
         Ok(views_of(segments, &targets, &rel))
     }
 

@@ -115,6 +115,14 @@ impl NodeEntry {
     pub fn domain(&self) -> &str {
         self.info.profile.as_ref().map_or("", |p| p.domain.as_str())
     }
+
+    /// What the gate matches segments against for this node's expert.
+    pub fn gate_domain(&self) -> crate::gate::Domain {
+        self.info
+            .profile
+            .as_ref()
+            .map_or_else(Default::default, crate::gate::Domain::of)
+    }
 }
 
 /// The registry; share it behind an `Arc`.

@@ -19,6 +19,13 @@ use crate::sampling::SamplingSpec;
 /// Tokens generated when neither the request nor the profile says.
 pub const DEFAULT_MAX_TOKENS: u32 = 96;
 
+/// Example premises a profile may list at most: enough to outline a domain
+/// for the gate, few enough that embedding them all stays cheap.
+pub const MAX_EXAMPLES: usize = 32;
+
+/// Bytes of one example premise at most (a premise is one clause).
+pub const MAX_EXAMPLE_BYTES: usize = 256;
+
 /// The narrative opening for base models: the persona sets the genre, the
 /// next line introduces a story about the segment, and the model continues
 /// with the story itself. Base models asked with instructions or labelled
@@ -71,6 +78,10 @@ pub struct ExpertProfile {
     /// Plain-words description of the domain; the coordinator's gate embeds
     /// it to match segments to this expert.
     pub domain: String,
+    /// Example premises of the domain: a line of subjects says what a
+    /// domain is about, examples show what a segment of it looks like (a
+    /// history story has no keyword a subject list could name).
+    pub examples: Vec<String>,
     /// Genre-setting prefix that steers a base model toward the domain.
     pub persona: String,
     /// Which layout the profile asks for.
@@ -118,6 +129,8 @@ pub enum ProfileError {
 struct RawProfile {
     name: String,
     domain: String,
+    #[serde(default)]
+    examples: Vec<String>,
     persona: String,
     layout: Option<LayoutChoice>,
     template: Option<String>,
@@ -176,6 +189,7 @@ impl ExpertProfile {
         if raw.domain.trim().is_empty() {
             return Err("`domain` must not be empty".into());
         }
+        let examples = examples(&raw.examples)?;
         let layout = match (raw.layout, &raw.template) {
             (None | Some(LayoutChoice::Template), Some(_)) => LayoutChoice::Template,
             (Some(LayoutChoice::Template), None) => {
@@ -213,6 +227,7 @@ impl ExpertProfile {
         Ok(Self {
             name: raw.name.trim().to_owned(),
             domain: raw.domain.trim().to_owned(),
+            examples,
             persona: raw.persona.trim_end().to_owned(),
             layout,
             template: raw.template,
@@ -232,6 +247,7 @@ impl ExpertProfile {
         Self {
             name: "generalist".into(),
             domain: "short stories on any topic".into(),
+            examples: Vec::new(),
             persona: "From a collection of short stories.".into(),
             layout: LayoutChoice::Auto,
             template: None,
@@ -288,8 +304,36 @@ impl ExpertProfile {
             persona: self.persona.clone(),
             sampling: Some(self.sampling.to_proto()),
             default_max_tokens: self.default_max_tokens,
+            examples: self.examples.clone(),
         }
     }
+}
+
+/// A profile's example premises, trimmed, within [`MAX_EXAMPLES`] and
+/// [`MAX_EXAMPLE_BYTES`].
+fn examples(raw: &[String]) -> Result<Vec<String>, String> {
+    if raw.len() > MAX_EXAMPLES {
+        return Err(format!(
+            "`examples` has {} entries, at most {MAX_EXAMPLES} are allowed",
+            raw.len()
+        ));
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let e = e.trim();
+            if e.is_empty() {
+                Err(format!("`examples` entry {i} is empty"))
+            } else if e.len() > MAX_EXAMPLE_BYTES {
+                Err(format!(
+                    "`examples` entry {i} is {} bytes, at most {MAX_EXAMPLE_BYTES} are allowed",
+                    e.len()
+                ))
+            } else {
+                Ok(e.to_owned())
+            }
+        })
+        .collect()
 }
 
 /// `template` without its `{context}` lines when there is no context.
@@ -354,6 +398,23 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.contains("must be \"template\""), "{err}");
+    }
+
+    #[test]
+    fn examples_are_trimmed_and_bounded() {
+        let base = "name = \"a\"\ndomain = \"b\"\npersona = \"c\"\n";
+        let p = ExpertProfile::parse(&format!("{base}examples = [\" a fox hunts \", \"rain\"]\n"))
+            .unwrap();
+        assert_eq!(p.examples, ["a fox hunts", "rain"]);
+        assert_eq!(p.to_proto().examples, p.examples);
+        let many = vec!["\"x\""; MAX_EXAMPLES + 1].join(", ");
+        let err = ExpertProfile::parse(&format!("{base}examples = [{many}]\n")).unwrap_err();
+        assert!(err.contains("at most 32"), "{err}");
+        let err = ExpertProfile::parse(&format!("{base}examples = [\"x\", \" \"]\n")).unwrap_err();
+        assert!(err.contains("entry 1 is empty"), "{err}");
+        let long = "y".repeat(MAX_EXAMPLE_BYTES + 1);
+        let err = ExpertProfile::parse(&format!("{base}examples = [\"{long}\"]\n")).unwrap_err();
+        assert!(err.contains("257 bytes"), "{err}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use serde::Deserialize;
 
-use super::Gate;
+use super::{Domain, Gate};
 use crate::analyzer::AnalyzerError;
 
 /// The shipped labelled prompts, compiled in.
@@ -55,14 +55,18 @@ pub struct LabelledPrompt {
     pub segments: Vec<LabelledSegment>,
 }
 
-/// The experts of the set: (name, domain line), shipped ones first.
-pub fn experts() -> Vec<(String, String)> {
+/// The experts of the set: (name, domain), shipped ones first.
+pub fn experts() -> Vec<(String, Domain)> {
     netmoe_edge_node::profile::BUILTIN
         .iter()
         .chain(USER_PROFILES)
         .map(|(_, toml)| {
             let p = netmoe_edge_node::ExpertProfile::parse(toml).expect("shipped profile parses");
-            (p.name, p.domain)
+            let domain = Domain {
+                line: p.domain,
+                examples: p.examples,
+            };
+            (p.name, domain)
         })
         .collect()
 }
@@ -111,9 +115,9 @@ pub struct GateReport {
 pub async fn evaluate(
     gate: &Gate,
     set: &[LabelledPrompt],
-    experts: &[(String, String)],
+    experts: &[(String, Domain)],
 ) -> Result<GateReport, AnalyzerError> {
-    let domains: Vec<&str> = experts.iter().map(|(_, d)| d.as_str()).collect();
+    let domains: Vec<Domain> = experts.iter().map(|(_, d)| d.clone()).collect();
     let mut report = GateReport {
         embedder: format!("{}/{:?}", gate.embedder(), gate.scoring()).to_lowercase(),
         ..Default::default()

@@ -124,28 +124,35 @@ impl MiniLm {
     }
 }
 
+/// The cached model for a test, or `None` after a loud skip (a failure
+/// under CI) when it is not fetched.
+#[cfg(test)]
+pub(crate) fn test_model(test: &str) -> Option<MiniLm> {
+    let dir =
+        netmoe_common::fetch::cache_dir().join(netmoe_common::fetch::catalog::ALL_MINILM_L6_V2.dir);
+    if !dir.join("model.safetensors").exists() {
+        netmoe_common::testing::skip(
+            test,
+            &format!(
+                "all-MiniLM-L6-v2 is not in {}; the README's test command fetches it",
+                dir.display()
+            ),
+        );
+        return None;
+    }
+    Some(MiniLm::load(&dir).expect("model loads"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::analyzer::cosine;
 
-    /// The cached model, or `None` (with a message) when it is not fetched.
-    fn model() -> Option<MiniLm> {
-        let dir = netmoe_common::fetch::cache_dir()
-            .join(netmoe_common::fetch::catalog::ALL_MINILM_L6_V2.dir);
-        if !dir.join("model.safetensors").exists() {
-            eprintln!(
-                "SKIPPED: all-MiniLM-L6-v2 not in {}; the README's test command fetches it",
-                dir.display()
-            );
-            return None;
-        }
-        Some(MiniLm::load(&dir).expect("model loads"))
-    }
-
     #[test]
     fn similar_sentences_are_close_and_padding_does_not_matter() {
-        let Some(m) = model() else { return };
+        let Some(m) = test_model("similar_sentences_are_close_and_padding_does_not_matter") else {
+            return;
+        };
         let texts = [
             "a knight fights a dragon",
             "a warrior battles a fire-breathing beast",
