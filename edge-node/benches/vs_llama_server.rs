@@ -5,7 +5,11 @@
 //!
 //! Per round and server: prompt processing of one ~200-token prompt, one
 //! stream generating a fixed number of tokens, and four such streams at
-//! once (aggregate tokens/s, timed by the client).
+//! once (aggregate tokens/s, timed by the client). Both get prompts of the
+//! same token count and stream every token (gRPC, server-sent events);
+//! prompt and generation rates are the servers' own timings (the node's
+//! `GenerateFinal`, llama-server's `timings`), both excluding the first
+//! token from generation.
 //!
 //! `cargo bench -p netmoe-edge-node --bench vs_llama_server [-- ROUNDS TOKENS MODEL,...]`
 //! (defaults: 5 rounds, 128 tokens, the two shipped GGUF models). Exits
@@ -59,6 +63,7 @@ const REPEAT_PENALTY: f32 = 1.1;
 #[derive(Default)]
 struct Round {
     prompt_tokens: u32,
+    short_prompt_tokens: u32,
     prompt_tps: f64,
     gen_tps: f64,
     streams_tps: f64,
@@ -203,13 +208,14 @@ fn start_llama_server(bin: &Path, model: &Path, logs: &Path) -> anyhow::Result<(
     )
 }
 
-/// One HTTP/1.1 request with `Connection: close`; status and JSON body.
+/// One HTTP/1.1 request with `Connection: close`: the status and the body,
+/// de-chunked.
 fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
     body: Option<&Value>,
-) -> anyhow::Result<(u16, Value)> {
+) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(addr)?;
     let body = body.map(Value::to_string).unwrap_or_default();
     write!(
@@ -219,22 +225,43 @@ fn http(
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, payload) = text
-        .split_once("\r\n\r\n")
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
         .context("malformed HTTP response")?;
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let mut payload = raw[end + 4..].to_vec();
     let status: u16 = head
         .split_whitespace()
         .nth(1)
         .context("no HTTP status")?
         .parse()?;
-    ensure!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "chunked responses are not read here"
-    );
-    Ok((status, serde_json::from_str(payload).unwrap_or(Value::Null)))
+    if head.contains("transfer-encoding: chunked") {
+        payload = dechunk(&payload)?;
+    }
+    Ok((status, payload))
+}
+
+fn dechunk(mut b: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("bad chunk")?;
+        let size_field = std::str::from_utf8(&b[..eol])?;
+        let size = usize::from_str_radix(size_field.split(';').next().unwrap_or("").trim(), 16)?;
+        if size == 0 {
+            return Ok(out);
+        }
+        let data = b.get(eol + 2..eol + 2 + size).context("short chunk")?;
+        out.extend_from_slice(data);
+        b = b.get(eol + 4 + size..).unwrap_or_default();
+    }
+}
+
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or(Value::Null)
 }
 
 /// The model's tokens of `text`, by the server's tokenizer.
@@ -242,7 +269,10 @@ fn tokenize(addr: SocketAddr, text: &str, add_special: bool) -> anyhow::Result<V
     let body = json!({"content": text, "add_special": add_special});
     let (status, v) = http(addr, "POST", "/tokenize", Some(&body))?;
     ensure!(status == 200, "llama-server /tokenize: {status}");
-    Ok(v["tokens"].as_array().context("no tokens")?.clone())
+    Ok(json_of(&v)["tokens"]
+        .as_array()
+        .context("no tokens")?
+        .clone())
 }
 
 fn server_sampling(seed: u32) -> Value {
@@ -254,14 +284,31 @@ fn server_sampling(seed: u32) -> Value {
     })
 }
 
-fn completion(addr: SocketAddr, prompt: Value, n_predict: u32, seed: u32) -> anyhow::Result<Value> {
+/// A `/completion` streamed like the node streams (one event per token),
+/// with the timings of its last event.
+fn completion(
+    addr: SocketAddr,
+    prompt: &[Value],
+    n_predict: u32,
+    seed: u32,
+) -> anyhow::Result<Value> {
     let mut body = server_sampling(seed);
-    body["prompt"] = prompt;
+    body["prompt"] = Value::Array(prompt.to_vec());
     body["n_predict"] = n_predict.into();
     body["ignore_eos"] = true.into();
+    body["stream"] = true.into();
     let (status, v) = http(addr, "POST", "/completion", Some(&body))?;
-    ensure!(status == 200, "llama-server /completion: {status} {v}");
-    Ok(v)
+    ensure!(
+        status == 200,
+        "llama-server /completion: {status} {}",
+        String::from_utf8_lossy(&v)
+    );
+    String::from_utf8_lossy(&v)
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or(Value::Null))
+        .rfind(|e| e.get("timings").is_some())
+        .context("no timings in the stream")
 }
 
 fn timing(v: &Value, key: &str) -> f64 {
@@ -324,6 +371,7 @@ impl Node {
             let total: u32 = all.iter().map(|f| f.generated_tokens).sum();
             Ok(Round {
                 prompt_tokens: p.prompt_tokens,
+                short_prompt_tokens: g.prompt_tokens,
                 prompt_tps: f64::from(p.prompt_tokens) / p.prompt_eval_seconds,
                 gen_tps: f64::from(g.generated_tokens - 1) / g.generation_seconds,
                 streams_tps: f64::from(total) / wall,
@@ -334,12 +382,13 @@ impl Node {
 
 fn server_round(
     addr: SocketAddr,
-    prompt: &[Value],
+    long: &[Value],
+    short: &[Value],
     tokens: u32,
     seed: u32,
 ) -> anyhow::Result<Round> {
-    let p = completion(addr, Value::Array(prompt.to_vec()), 1, seed)?;
-    let g = completion(addr, SHORT.into(), tokens, seed)?;
+    let p = completion(addr, long, 1, seed)?;
+    let g = completion(addr, short, tokens, seed)?;
     ensure!(
         g["timings"]["predicted_n"].as_u64() == Some(u64::from(tokens)),
         "llama-server generated {}",
@@ -347,7 +396,10 @@ fn server_round(
     );
     let start = Instant::now();
     let handles: Vec<_> = (0..STREAMS as u32)
-        .map(|i| std::thread::spawn(move || completion(addr, SHORT.into(), tokens, seed + 1 + i)))
+        .map(|i| {
+            let short = short.to_vec();
+            std::thread::spawn(move || completion(addr, &short, tokens, seed + 1 + i))
+        })
         .collect();
     let mut total = 0;
     for h in handles {
@@ -357,6 +409,7 @@ fn server_round(
     let wall = start.elapsed().as_secs_f64();
     Ok(Round {
         prompt_tokens: p["timings"]["prompt_n"].as_u64().unwrap_or(0) as u32,
+        short_prompt_tokens: g["timings"]["prompt_n"].as_u64().unwrap_or(0) as u32,
         prompt_tps: timing(&p, "prompt_per_second"),
         gen_tps: timing(&g, "predicted_per_second"),
         streams_tps: total as f64 / wall,
@@ -387,7 +440,8 @@ fn bench_model(spec: &str, rounds: usize, tokens: u32, server_bin: &Path) -> any
 
     // The node lays the segment out in its prompt template: find the prefix
     // of the story that makes its prompt about PROMPT_TOKENS long. The
-    // server gets the same number of tokens of the story, as token ids.
+    // server gets as many tokens of the story as the node's prompts have,
+    // as token ids, for the long prompt and for the short ones.
     let overhead = (node.round(LONG, 2, 1)?.prompt_tokens as usize)
         .saturating_sub(tokenize(server_addr, LONG, false)?.len());
     let words: Vec<&str> = LONG.split_whitespace().collect();
@@ -398,13 +452,17 @@ fn bench_model(spec: &str, rounds: usize, tokens: u32, server_bin: &Path) -> any
         n -= 1;
     }
     let segment = words[..n].join(" ");
-    let want = node.round(&segment, 2, 1)?.prompt_tokens as usize;
+    let probe = node.round(&segment, 2, 1)?;
+    let (want, short_want) = (
+        probe.prompt_tokens as usize,
+        probe.short_prompt_tokens as usize,
+    );
     let ids = tokenize(server_addr, &format!("{LONG} {LONG}"), true)?;
-    let server_prompt = &ids[..want];
-    server_round(server_addr, server_prompt, 2, 1)?;
+    let (server_long, server_short) = (&ids[..want], &ids[..short_want]);
+    server_round(server_addr, server_long, server_short, 2, 1)?;
 
     println!(
-        "\n{} ({}), {THREADS} threads, {SLOTS} slots x {CTX_PER_SLOT} context, prompt {want} tokens, {tokens} generated, {rounds} alternating rounds",
+        "\n{} ({}), {THREADS} threads, {SLOTS} slots x {CTX_PER_SLOT} context, prompts of {want} tokens (pp) and {short_want} (tg, 4x), {tokens} generated, {rounds} alternating rounds",
         spec,
         model.display()
     );
@@ -418,9 +476,12 @@ fn bench_model(spec: &str, rounds: usize, tokens: u32, server_bin: &Path) -> any
         // Alternate which goes first, so drift favours neither.
         let (n, s) = if r % 2 == 0 {
             let n = node.round(&segment, tokens, seed)?;
-            (n, server_round(server_addr, server_prompt, tokens, seed)?)
+            (
+                n,
+                server_round(server_addr, server_long, server_short, tokens, seed)?,
+            )
         } else {
-            let s = server_round(server_addr, server_prompt, tokens, seed)?;
+            let s = server_round(server_addr, server_long, server_short, tokens, seed)?;
             (node.round(&segment, tokens, seed)?, s)
         };
         println!(
