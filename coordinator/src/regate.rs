@@ -116,6 +116,14 @@ fn domain_of(p: &ExpertProfile) -> Domain {
     }
 }
 
+/// The rows of one (prompt, segment): its text, the experts they name in
+/// order of first appearance, and their indices in the dataset.
+struct SegmentRows {
+    segment: String,
+    experts: Vec<String>,
+    members: Vec<usize>,
+}
+
 /// Rewrites `relevance` and `gate_weight` of every row with `gate`: per
 /// (prompt, segment), the segment is scored against the domains of the
 /// experts its rows name, as the gate scores a request's candidates.
@@ -125,9 +133,9 @@ pub async fn regate(
     rows: &mut [DatasetRow],
     domains: &HashMap<String, Domain>,
 ) -> Result<usize, RegateError> {
-    // (prompt, segment index) -> the row indices, and the experts in order
-    // of first appearance.
-    let mut segments: BTreeMap<(String, u32), (String, Vec<String>, Vec<usize>)> = BTreeMap::new();
+    // (prompt, segment index) -> the segment's text, its experts in order
+    // of first appearance and its row indices.
+    let mut segments: BTreeMap<(String, u32), SegmentRows> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
         if !domains.contains_key(&r.expert) {
             return Err(RegateError::UnknownExpert {
@@ -137,13 +145,22 @@ pub async fn regate(
         }
         let e = segments
             .entry((r.prompt_id.clone(), r.segment_index))
-            .or_insert_with(|| (r.segment.clone(), Vec::new(), Vec::new()));
-        if !e.1.contains(&r.expert) {
-            e.1.push(r.expert.clone());
+            .or_insert_with(|| SegmentRows {
+                segment: r.segment.clone(),
+                experts: Vec::new(),
+                members: Vec::new(),
+            });
+        if !e.experts.contains(&r.expert) {
+            e.experts.push(r.expert.clone());
         }
-        e.2.push(i);
+        e.members.push(i);
     }
-    for (segment, experts, members) in segments.values() {
+    for SegmentRows {
+        segment,
+        experts,
+        members,
+    } in segments.values()
+    {
         let ds: Vec<Domain> = experts.iter().map(|e| domains[e].clone()).collect();
         let rel = gate.relevance(std::slice::from_ref(segment), &ds).await?;
         for &i in members {
