@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::quality::{FEATURES, Features};
+use super::quality::{FEATURES, Features, N_FEATURES};
 
 /// L2 penalty on the weights (standardised units).
 pub const DEFAULT_L2: f64 = 0.01;
@@ -19,14 +19,14 @@ const RATE: f64 = 0.2;
 pub const GOOD_SCORE: f64 = 8.5;
 
 /// Per signal (mean, standard deviation, weight), then the intercept.
-pub type Model = ([(f64, f64, f64); 14], f64);
+pub type Model = ([(f64, f64, f64); N_FEATURES], f64);
 
 /// One tuning pair: the kind, the better text's signals, the worse one's.
 pub type Pair = (String, Features, Features);
 
-fn standardise(f: &Features, stats: &[(f64, f64, f64); 14]) -> [f64; 14] {
-    let mut x = [0.0; 14];
-    for j in 0..14 {
+fn standardise(f: &Features, stats: &[(f64, f64, f64); N_FEATURES]) -> [f64; N_FEATURES] {
+    let mut x = [0.0; N_FEATURES];
+    for j in 0..N_FEATURES {
         x[j] = (f[j] - stats[j].0) / stats[j].1;
     }
     x
@@ -39,7 +39,9 @@ fn standardise(f: &Features, stats: &[(f64, f64, f64); 14]) -> [f64; 14] {
 /// // The better text has the higher first signal; it gets a positive weight.
 /// let pairs: Vec<_> = (0..20)
 ///     .map(|i| {
-///         let (mut a, mut b) = ([0.0; 14], [0.0; 14]);
+///         let n = netmoe_coordinator::judge::quality::N_FEATURES;
+///         let (mut a, mut b) = ([0.0; 15], [0.0; 15]);
+///         assert_eq!(a.len(), n);
 ///         a[0] = 1.0 + i as f64;
 ///         b[0] = i as f64;
 ///         ("k".to_string(), a, b)
@@ -51,7 +53,7 @@ fn standardise(f: &Features, stats: &[(f64, f64, f64); 14]) -> [f64; 14] {
 pub fn fit(pairs: &[Pair], l2: f64, steps: usize) -> Model {
     let all: Vec<&Features> = pairs.iter().flat_map(|(_, a, b)| [a, b]).collect();
     let n = all.len().max(1) as f64;
-    let mut stats = [(0.0, 1.0, 0.0); 14];
+    let mut stats = [(0.0, 1.0, 0.0); N_FEATURES];
     for (j, s) in stats.iter_mut().enumerate() {
         let m = all.iter().map(|f| f[j]).sum::<f64>() / n;
         let var = all.iter().map(|f| (f[j] - m).powi(2)).sum::<f64>() / n;
@@ -62,31 +64,31 @@ pub fn fit(pairs: &[Pair], l2: f64, steps: usize) -> Model {
         *per_kind.entry(k.as_str()).or_default() += 1;
     }
     let kinds = per_kind.len().max(1) as f64;
-    let d: Vec<([f64; 14], f64)> = pairs
+    let d: Vec<([f64; N_FEATURES], f64)> = pairs
         .iter()
         .map(|(k, a, b)| {
             let (xa, xb) = (standardise(a, &stats), standardise(b, &stats));
-            let mut x = [0.0; 14];
-            for j in 0..14 {
+            let mut x = [0.0; N_FEATURES];
+            for j in 0..N_FEATURES {
                 x[j] = xa[j] - xb[j];
             }
             (x, 1.0 / (kinds * per_kind[k.as_str()] as f64))
         })
         .collect();
-    let mut w = [0.0; 14];
+    let mut w = [0.0; N_FEATURES];
     for _ in 0..steps {
-        let mut g = [0.0; 14];
+        let mut g = [0.0; N_FEATURES];
         for (x, weight) in &d {
             let p = 1.0 / (1.0 + (-dot(&w, x)).exp());
-            for j in 0..14 {
+            for j in 0..N_FEATURES {
                 g[j] += weight * (p - 1.0) * x[j];
             }
         }
-        for j in 0..14 {
+        for j in 0..N_FEATURES {
             w[j] -= RATE * (g[j] + l2 * w[j]);
         }
     }
-    for j in 0..14 {
+    for j in 0..N_FEATURES {
         stats[j].2 = w[j];
     }
     let mut better: Vec<f64> = pairs
@@ -99,7 +101,7 @@ pub fn fit(pairs: &[Pair], l2: f64, steps: usize) -> Model {
     (stats, target - median)
 }
 
-fn dot(a: &[f64; 14], b: &[f64; 14]) -> f64 {
+fn dot(a: &[f64; N_FEATURES], b: &[f64; N_FEATURES]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
@@ -125,7 +127,7 @@ pub fn rows_from_dump(jsonl: &str) -> Result<Vec<Pair>, String> {
         if parts.get(FEATURES[0]).is_none() {
             continue;
         }
-        let mut f = [0.0; 14];
+        let mut f = [0.0; N_FEATURES];
         for (j, name) in FEATURES.iter().enumerate() {
             f[j] = parts[*name]
                 .as_f64()

@@ -1,13 +1,14 @@
 //! The quality judge (the default, name "quality"): ranks how well a passage
 //! is written, not only whether it is broken.
 //!
-//! It measures fourteen signals of a passage, general properties of good
+//! It measures fifteen signals of a passage, general properties of good
 //! writing that a small model and plain counting can see:
 //!
 //! | signal | what it catches |
 //! |---|---|
 //! | fluency: mean ln p per token after the task prompt | word salad |
 //! | order: ln p of the given sentence order minus that of a seeded re-ordering, per token | incoherent sentence order |
+//! | order cues: an opening that refers back, a pronoun before any name, "a fox" after "the fox" | incoherent sentence order |
 //! | early and late relevance: PMI with the task of the first and the last ~64 tokens | off-topic text, drifting away |
 //! | distinct word 3-grams | loops |
 //! | content-word repetition, repeated sentence openings | repetitive writing |
@@ -45,11 +46,14 @@ pub const ORDER_SAMPLES: usize = 1;
 /// Highest score of a text that is mostly a loop.
 pub const LOOP_CAP: f64 = 1.0;
 
+/// Number of signals.
+pub const N_FEATURES: usize = 15;
+
 /// The signals, in the order of [`FEATURES`].
-pub type Features = [f64; 14];
+pub type Features = [f64; N_FEATURES];
 
 /// Signal names, as they appear in a verdict's parts.
-pub const FEATURES: [&str; 14] = [
+pub const FEATURES: [&str; N_FEATURES] = [
     "fluency_logprob",
     "order_margin",
     "early_pmi",
@@ -64,6 +68,7 @@ pub const FEATURES: [&str; 14] = [
     "task_copy",
     "names",
     "length_ending",
+    "order_cues",
 ];
 
 /// The fitted model: per signal, (mean, standard deviation, weight), then
@@ -74,22 +79,23 @@ pub const FEATURES: [&str; 14] = [
 /// then `coordinator judge-fit tune.jsonl` (see [`super::fit`]).
 pub const MODEL: Model = (
     [
-        (-3.821563, 1.230501, -0.520323),  // fluency_logprob
-        (0.135551, 0.131939, 0.218548),    // order_margin
-        (0.205362, 0.152118, 1.235502),    // early_pmi
-        (0.043810, 0.084897, 0.221100),    // late_pmi
-        (0.933602, 0.199779, 0.525806),    // distinct_trigrams
-        (0.175940, 0.245773, -1.087568),   // content_repeat
-        (0.079860, 0.201373, -0.158260),   // opening_repeat
-        (0.012589, 0.032111, -0.715191),   // vague
-        (0.004198, 0.012130, -0.405754),   // filler
-        (22.519053, 27.032083, -0.314229), // sentence_words
-        (0.048989, 0.216223, -0.316699),   // meta
-        (0.016021, 0.062241, -0.504362),   // task_copy
-        (0.051488, 0.048025, 0.282869),    // names
-        (0.929028, 0.184253, 1.905807),    // length_ending
+        (-3.821563, 1.230501, -0.517516),  // fluency_logprob
+        (0.135551, 0.131939, 0.116839),    // order_margin
+        (0.205362, 0.152118, 1.174668),    // early_pmi
+        (0.043810, 0.084897, 0.285882),    // late_pmi
+        (0.933602, 0.199779, 0.507840),    // distinct_trigrams
+        (0.175940, 0.245773, -0.998449),   // content_repeat
+        (0.079860, 0.201373, -0.172451),   // opening_repeat
+        (0.012589, 0.032111, -0.730694),   // vague
+        (0.004198, 0.012130, -0.333710),   // filler
+        (22.519053, 27.032083, -0.221187), // sentence_words
+        (0.048989, 0.216223, -0.101696),   // meta
+        (0.016021, 0.062241, -0.319273),   // task_copy
+        (0.051488, 0.048025, 0.267760),    // names
+        (0.929028, 0.184253, 1.879698),    // length_ending
+        (0.405556, 0.821227, -0.835386),   // order_cues
     ],
-    -0.701257,
+    -0.892494,
 );
 
 /// Seeded re-orderings of `text`'s sentences that differ from the original
@@ -157,7 +163,8 @@ fn contribution_name(name: &str) -> &'static str {
         "meta" => "meta_contribution",
         "task_copy" => "task_copy_contribution",
         "names" => "names_contribution",
-        _ => "length_ending_contribution",
+        "length_ending" => "length_ending_contribution",
+        _ => "order_cues_contribution",
     }
 }
 
@@ -227,6 +234,7 @@ impl QualityJudge {
             st.task_copy,
             st.names,
             length * ending,
+            st.order_cues,
         ]))
     }
 }

@@ -115,6 +115,99 @@ pub struct Style {
     pub names: f64,
     /// Mean words per sentence.
     pub sentence_words: f64,
+    /// Signs that the sentences are out of order (see [`order_cues`]).
+    pub order_cues: f64,
+}
+
+/// Words that refer back to something already told; a story does not open
+/// with them.
+const BACK_REFERENCES: &[&str] = &[
+    "he",
+    "she",
+    "they",
+    "it",
+    "his",
+    "her",
+    "their",
+    "its",
+    "him",
+    "them",
+    "then",
+    "but",
+    "and",
+    "so",
+    "finally",
+    "later",
+    "afterwards",
+    "instead",
+    "still",
+    "yet",
+    "meanwhile",
+    "eventually",
+    "again",
+    "also",
+    "too",
+    "until",
+    "now",
+    "soon",
+    "this",
+    "that",
+    "these",
+    "those",
+];
+
+/// Personal pronouns that stand for a named character.
+const PERSONAL: &[&str] = &["he", "she", "they", "his", "her", "their", "him", "them"];
+
+/// Signs that a text's sentences are out of order, from the way stories
+/// introduce what they tell (each counts 1): the first sentence opens with
+/// a word that refers back (a pronoun, "then", "but", "finally"); a personal
+/// pronoun comes before the first mention of any name the text uses (a
+/// capitalised word inside a sentence); a
+/// noun is introduced with "a"/"an" after the text already called it "the"
+/// (at most 2 such nouns count). Reordering a story's sentences moves these
+/// out of place; a text's words alone do not change them.
+///
+/// ```
+/// # use netmoe_coordinator::judge::style::order_cues;
+/// let told = "At dawn Mira found a fox by the river. The fox was hurt. She carried it home.";
+/// let shuffled = "She carried it home. The fox was hurt. At dawn Mira found a fox by the river.";
+/// assert_eq!(order_cues(told), 0.0);
+/// assert_eq!(order_cues(shuffled), 3.0);
+/// ```
+pub fn order_cues(text: &str) -> f64 {
+    let sents = sentences(text);
+    let Some(first) = sents.first() else {
+        return 0.0;
+    };
+    let lead = words(first)
+        .first()
+        .is_some_and(|w| BACK_REFERENCES.contains(&w.as_str()));
+    // Names: capitalised words inside a sentence (not "I").
+    let mut names: Vec<String> = Vec::new();
+    for s in &sents {
+        for tok in s.split_whitespace().skip(1) {
+            let t = tok.trim_matches(|c: char| !c.is_alphanumeric());
+            if t.chars().next().is_some_and(char::is_uppercase) && t != "I" {
+                names.push(t.to_lowercase());
+            }
+        }
+    }
+    let w = words(text);
+    let pronoun_first = !names.is_empty()
+        && w.iter()
+            .find(|x| names.contains(x) || PERSONAL.contains(&x.as_str()))
+            .is_some_and(|x| PERSONAL.contains(&x.as_str()));
+    let mut definite: Vec<&str> = Vec::new();
+    let mut late_indefinite = 0usize;
+    for pair in w.windows(2) {
+        match pair[0].as_str() {
+            "the" => definite.push(&pair[1]),
+            "a" | "an" if definite.contains(&pair[1].as_str()) => late_indefinite += 1,
+            _ => {}
+        }
+    }
+    f64::from(u8::from(lead)) + f64::from(u8::from(pronoun_first)) + late_indefinite.min(2) as f64
 }
 
 /// Counts non-overlapping occurrences of `phrase` in `hay`.
@@ -206,6 +299,7 @@ pub fn measure(task: &str, text: &str) -> Style {
         task_copy,
         names: names as f64 / n,
         sentence_words: n / sents.len().max(1) as f64,
+        order_cues: order_cues(text),
     }
 }
 
