@@ -162,14 +162,31 @@ enum Command {
     Collect(netmoe_coordinator::collect::CollectArgs),
     /// Recompute the gate's relevance and weights of a routing dataset with
     /// the gate the coordinator serves with now (after a gate change), so
-    /// training sees the features a live request gets; scores and texts are
-    /// kept.
+    /// training sees the features a live request gets; with --scores, also
+    /// re-judge every passage with the serving judge (after a judge
+    /// change). Texts and costs are kept.
     Regate {
         /// The dataset (JSONL rows of `collect`).
         dataset: PathBuf,
         /// Where to write it [default: in place].
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Re-judge every passage with the serving judge (`quality`).
+        #[arg(long)]
+        scores: bool,
+        /// The judge's GGUF for --scores: a path, URL or catalog name.
+        #[arg(long, default_value = netmoe_coordinator::config::DEFAULT_COORDINATOR_MODEL)]
+        judge_model: String,
+        /// Judges side by side for --scores (one analyzer thread each).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+        jobs: u32,
+        /// llama.cpp threads per judge for --scores.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        threads: u32,
+        /// The --max-tokens the dataset was collected with: passages that
+        /// used all of them are judged on their complete sentences.
+        #[arg(long, default_value_t = netmoe_coordinator::collect::DEFAULT_COLLECT_TOKENS)]
+        max_tokens: u32,
     },
     /// Train the discrete SAC routing policy on a collected dataset.
     Train(netmoe_coordinator::rl::TrainArgs),
@@ -536,9 +553,29 @@ fn run(command: Command, out: Out) -> anyhow::Result<()> {
                 String::new,
             )
         }),
-        Command::Regate { dataset, out: to } => rt.block_on(async {
+        Command::Regate {
+            dataset,
+            out: to,
+            scores,
+            judge_model,
+            jobs,
+            threads,
+            max_tokens,
+        } => rt.block_on(async {
             let to = to.unwrap_or_else(|| dataset.clone());
-            let n = netmoe_coordinator::regate::run_regate(&dataset, &to, &cache_dir()).await?;
+            let rescore = scores.then_some(netmoe_coordinator::regate::RescoreOptions {
+                model: judge_model,
+                jobs: jobs as usize,
+                threads,
+                max_tokens,
+            });
+            let n = netmoe_coordinator::regate::run_regate(
+                &dataset,
+                &to,
+                &cache_dir(),
+                rescore.as_ref(),
+            )
+            .await?;
             eprintln!("regated {n} segments into {}", to.display());
             out.emit(&serde_json::json!({"segments": n, "out": to}), String::new)
         }),

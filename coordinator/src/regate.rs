@@ -1,17 +1,24 @@
 //! `coordinator regate`: recompute the gate's relevance and weights of every
 //! row of a routing dataset with the gate the coordinator serves with now,
 //! so that a policy trained on the dataset sees the same relevance features
-//! as a live request after the gate changes. Scores, texts and costs are
-//! kept: only what the gate computes is replaced.
+//! as a live request after the gate changes; with `--scores`, also re-judge
+//! every passage with the serving judge after the judge changes. Texts and
+//! costs are always kept: only what the gate (and the judge) computes is
+//! replaced.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use indicatif::{ProgressBar, ProgressStyle};
+use netmoe_common::fetch::{FetchOptions, resolve_model};
 use netmoe_edge_node::ExpertProfile;
+use netmoe_edge_node::engine::LoadedModel;
 
-use crate::analyzer::AnalyzerError;
+use crate::analyzer::{Analyzer, AnalyzerError};
 use crate::collect::DatasetRow;
 use crate::gate::{Domain, Gate};
+use crate::judge::{Judge, JudgeError, JudgeInput, QualityJudge};
 
 /// Errors of a regate.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +37,22 @@ pub enum RegateError {
     /// The gate's model could not be loaded.
     #[error(transparent)]
     Load(#[from] crate::app::BuildError),
+    /// The judge's model could not be found or fetched.
+    #[error(transparent)]
+    Fetch(#[from] netmoe_common::fetch::FetchError),
+    /// The judge's model could not be loaded.
+    #[error(transparent)]
+    Engine(#[from] netmoe_edge_node::EngineError),
+    /// The judge could not score a passage.
+    #[error("row {row} (prompt {prompt}): {source}")]
+    Judge {
+        /// 0-based row index.
+        row: usize,
+        /// The row's prompt id.
+        prompt: String,
+        /// Why.
+        source: JudgeError,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -50,11 +73,38 @@ pub enum RegateError {
     },
 }
 
+/// How `regate --scores` re-judges passages: the serving judge (`quality`)
+/// on `model`, `jobs` judges side by side.
+#[derive(Debug, Clone)]
+pub struct RescoreOptions {
+    /// The GGUF the judge reads with: a path, URL or catalog name (the
+    /// serving judge's is the coordinator's default model).
+    pub model: String,
+    /// Judges working side by side, each on its own analyzer thread and
+    /// llama.cpp context over one loaded model.
+    pub jobs: usize,
+    /// llama.cpp threads of each judge.
+    pub threads: u32,
+    /// The `max_tokens` the dataset was collected with. A passage that
+    /// used all of them was cut by the budget and is judged on its
+    /// complete sentences, as `collect` judged it (rows do not record
+    /// the finish reason; generation that stops by itself at exactly
+    /// the budget is taken as cut too).
+    pub max_tokens: u32,
+}
+
 /// `coordinator regate`: reads the dataset at `input`, recomputes its gate
 /// columns with the serving gate (all-MiniLM-L6-v2 from `cache`) over the
-/// shipped experts' profiles, and writes it to `output` (which may be
-/// `input`; the file is replaced whole). Returns the segments scored.
-pub async fn run_regate(input: &Path, output: &Path, cache: &Path) -> Result<usize, RegateError> {
+/// shipped experts' profiles, re-judges every passage when `rescore` is
+/// given, and writes it to `output` (which may be `input`; the file is
+/// replaced whole, only once everything is done). Returns the segments
+/// scored.
+pub async fn run_regate(
+    input: &Path,
+    output: &Path,
+    cache: &Path,
+    rescore_with: Option<&RescoreOptions>,
+) -> Result<usize, RegateError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
         move |source| RegateError::Io { path, source }
@@ -74,8 +124,8 @@ pub async fn run_regate(input: &Path, output: &Path, cache: &Path) -> Result<usi
             }
         })?);
     }
-    let cache = cache.to_owned();
-    let minilm = tokio::task::spawn_blocking(move || crate::app::load_minilm(&cache, true))
+    let minilm_cache = cache.to_owned();
+    let minilm = tokio::task::spawn_blocking(move || crate::app::load_minilm(&minilm_cache, true))
         .await
         .map_err(|e| AnalyzerError::Decode(e.to_string()))??;
     let gate = Gate::new(
@@ -83,6 +133,17 @@ pub async fn run_regate(input: &Path, output: &Path, cache: &Path) -> Result<usi
         crate::gate::MINILM_GATE_TEMPERATURE,
     );
     let n = regate(&gate, &mut rows, &shipped_domains()).await?;
+    if let Some(opts) = rescore_with {
+        let judges = load_judges(opts, cache).await?;
+        let bar = ProgressBar::new(rows.len() as u64).with_style(
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} passages judged  {elapsed_precise} (eta {eta})",
+            )
+            .expect("valid template"),
+        );
+        rescore(&judges, &mut rows, opts.max_tokens, &bar).await?;
+        bar.finish();
+    }
     let mut out = String::with_capacity(text.len());
     for r in &rows {
         out.push_str(&serde_json::to_string(r).expect("a row serialises"));
@@ -94,8 +155,89 @@ pub async fn run_regate(input: &Path, output: &Path, cache: &Path) -> Result<usi
     Ok(n)
 }
 
+/// `opts.jobs` quality judges over one load of `opts.model` (blocking
+/// work on the blocking pool: may fetch the model).
+async fn load_judges(
+    opts: &RescoreOptions,
+    cache: &Path,
+) -> Result<Vec<Box<dyn Judge>>, RegateError> {
+    let (model, jobs, threads, cache) = (
+        opts.model.clone(),
+        opts.jobs.max(1),
+        opts.threads,
+        cache.to_owned(),
+    );
+    tokio::task::spawn_blocking(move || -> Result<Vec<Box<dyn Judge>>, RegateError> {
+        let fetch = FetchOptions {
+            progress: true,
+            ..FetchOptions::default()
+        };
+        let path = resolve_model(&model, &cache, &fetch)?;
+        let loaded = LoadedModel::load(&path, 0)?;
+        (0..jobs)
+            .map(|_| {
+                let a = Analyzer::start(loaded.model, threads)?;
+                Ok(Box::new(QualityJudge::new(a)) as Box<dyn Judge>)
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| AnalyzerError::Decode(e.to_string()))?
+}
+
+/// Re-judges every row's passage: each judge takes the next unjudged row
+/// until none is left, so `judges.len()` passages are scored at a time.
+/// A row whose `generated_tokens` reached `max_tokens` is judged on its
+/// complete sentences (see [`RescoreOptions::max_tokens`]). The rows are
+/// changed only when every passage was scored.
+pub async fn rescore(
+    judges: &[Box<dyn Judge>],
+    rows: &mut [DatasetRow],
+    max_tokens: u32,
+    bar: &ProgressBar,
+) -> Result<(), RegateError> {
+    let next = AtomicUsize::new(0);
+    let shared: &[DatasetRow] = rows;
+    let work = judges.iter().map(|judge| {
+        let next = &next;
+        async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(r) = shared.get(i) else {
+                    return Ok::<_, RegateError>(out);
+                };
+                let text = if r.generated_tokens >= max_tokens {
+                    crate::text::complete_sentences(&r.text)
+                } else {
+                    &r.text
+                };
+                let v = judge
+                    .score(JudgeInput {
+                        task: &r.segment,
+                        text,
+                    })
+                    .await
+                    .map_err(|source| RegateError::Judge {
+                        row: i,
+                        prompt: r.prompt_id.clone(),
+                        source,
+                    })?;
+                out.push((i, v.score));
+                bar.inc(1);
+            }
+        }
+    });
+    let scored = futures::future::try_join_all(work).await?;
+    for (i, score) in scored.into_iter().flatten() {
+        rows[i].score = score;
+    }
+    Ok(())
+}
+
 /// The experts a shipped dataset is collected on: the shipped profiles and
-/// the coordinator's own (generic) expert, by name.
+/// the coordinator's own (generic) expert, by name (also by its old name,
+/// `local`).
 pub fn shipped_domains() -> HashMap<String, Domain> {
     let mut out: HashMap<String, Domain> = netmoe_edge_node::profile::BUILTIN
         .iter()
@@ -106,6 +248,9 @@ pub fn shipped_domains() -> HashMap<String, Domain> {
         .collect();
     let g = ExpertProfile::generic();
     out.insert(g.name.clone(), domain_of(&g));
+    // Datasets collected before the coordinator's expert had its profile's
+    // name call it `local`.
+    out.insert("local".to_owned(), domain_of(&g));
     out
 }
 
@@ -263,5 +408,44 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("\"poetry\""), "{err}");
+    }
+
+    #[tokio::test]
+    async fn rescored_rows_get_the_serving_judges_scores_and_keep_the_rest() {
+        let Some(a) = crate::judge::testutil::analyzer() else {
+            return;
+        };
+        let judges: Vec<Box<dyn Judge>> = vec![
+            Box::new(QualityJudge::new(a.clone())),
+            Box::new(QualityJudge::new(a)),
+        ];
+        let story = "The knight rode out at dawn. The dragon waited on the hill above the \
+                     village. She raised her shield and called its name.";
+        let salad = "hill shield the dawn name its rode waited village knight. above called \
+                     the raised out on she the";
+        let mut rows = vec![
+            row("p1", 0, "a knight rides out to face a dragon", "fantasy", 0),
+            row("p1", 0, "a knight rides out to face a dragon", "scifi", 0),
+            row("p1", 0, "a knight rides out to face a dragon", "nature", 0),
+        ];
+        rows[0].text = story.into();
+        rows[1].text = salad.into();
+        // The budget (60 tokens here) cut this one mid-sentence: it is
+        // judged on its complete sentences, i.e. as the story itself.
+        rows[2].text = format!("{story} Then the");
+        let before = rows.clone();
+        let bar = ProgressBar::hidden();
+        rescore(&judges, &mut rows, 60, &bar).await.unwrap();
+        assert_eq!(bar.position(), 3);
+        for (a, b) in rows.iter().zip(&before) {
+            assert!((0.0..=10.0).contains(&a.score), "{}", a.score);
+            assert_ne!(a.score, b.score, "every row is re-judged");
+            assert_eq!(
+                (&a.text, a.relevance, a.words),
+                (&b.text, b.relevance, b.words)
+            );
+        }
+        assert!(rows[0].score > rows[1].score, "{rows:?}");
+        assert_eq!(rows[2].score, rows[0].score);
     }
 }

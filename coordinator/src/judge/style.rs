@@ -176,24 +176,23 @@ const PERSONAL: &[&str] = &["he", "she", "they", "his", "her", "their", "him", "
 /// assert_eq!(order_cues(shuffled), 3.0);
 /// ```
 pub fn order_cues(text: &str) -> f64 {
-    let sents = sentences(text);
+    order_cues_of(&sentences(text), &words(text))
+}
+
+/// [`order_cues`] on a text already split into sentences and words (as
+/// [`measure`] has it).
+fn order_cues_of(sents: &[String], w: &[String]) -> f64 {
     let Some(first) = sents.first() else {
         return 0.0;
     };
     let lead = words(first)
         .first()
         .is_some_and(|w| BACK_REFERENCES.contains(&w.as_str()));
-    // Names: capitalised words inside a sentence (not "I").
-    let mut names: Vec<String> = Vec::new();
-    for s in &sents {
-        for tok in s.split_whitespace().skip(1) {
-            let t = tok.trim_matches(|c: char| !c.is_alphanumeric());
-            if t.chars().next().is_some_and(char::is_uppercase) && t != "I" {
-                names.push(t.to_lowercase());
-            }
-        }
-    }
-    let w = words(text);
+    let names: Vec<String> = sents
+        .iter()
+        .flat_map(|s| inner_capitals(s))
+        .map(str::to_lowercase)
+        .collect();
     let pronoun_first = !names.is_empty()
         && w.iter()
             .find(|x| names.contains(x) || PERSONAL.contains(&x.as_str()))
@@ -208,6 +207,28 @@ pub fn order_cues(text: &str) -> f64 {
         }
     }
     f64::from(u8::from(lead)) + f64::from(u8::from(pronoun_first)) + late_indefinite.min(2) as f64
+}
+
+/// The capitalised words inside a sentence (not its first word, not "I"):
+/// the names it uses.
+fn inner_capitals(sentence: &str) -> impl Iterator<Item = &str> {
+    tokens(sentence)
+        .enumerate()
+        .filter(|(i, t)| is_inner_capital(*i, t))
+        .map(|(_, t)| t)
+}
+
+/// A sentence's whitespace-separated tokens, trimmed of punctuation.
+fn tokens(sentence: &str) -> impl Iterator<Item = &str> {
+    sentence
+        .split_whitespace()
+        .map(|tok| tok.trim_matches(|c: char| !c.is_alphanumeric()))
+}
+
+/// Whether the `i`-th token `t` of a sentence reads as a name: capitalised,
+/// not the sentence's first word, not "I".
+fn is_inner_capital(i: usize, t: &str) -> bool {
+    i > 0 && t != "I" && t.chars().next().is_some_and(char::is_uppercase)
 }
 
 /// Counts non-overlapping occurrences of `phrase` in `hay`.
@@ -282,10 +303,8 @@ pub fn measure(task: &str, text: &str) -> Style {
     };
     let mut names = 0usize;
     for s in &sents {
-        for (i, tok) in s.split_whitespace().enumerate() {
-            let t = tok.trim_matches(|c: char| !c.is_alphanumeric());
-            let starts_upper = t.chars().next().is_some_and(char::is_uppercase);
-            if (i > 0 && starts_upper && t != "I") || t.chars().any(|c| c.is_ascii_digit()) {
+        for (i, t) in tokens(s).enumerate() {
+            if is_inner_capital(i, t) || t.chars().any(|c| c.is_ascii_digit()) {
                 names += 1;
             }
         }
@@ -299,7 +318,7 @@ pub fn measure(task: &str, text: &str) -> Style {
         task_copy,
         names: names as f64 / n,
         sentence_words: n / sents.len().max(1) as f64,
-        order_cues: order_cues(text),
+        order_cues: order_cues_of(&sents, &w),
     }
 }
 
