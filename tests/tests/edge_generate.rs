@@ -97,6 +97,26 @@ async fn streams_a_real_generation_with_consistent_accounting() -> anyhow::Resul
     };
     let (_, fin2) = collect(&mut client.generate(again).await?.into_inner()).await?;
     assert_eq!(fin2.text, fin.text, "same seed, same text");
+
+    // Idle again: the load the node reports (Info, heartbeats, routing)
+    // drops to zero once its generations are done, not at its next request.
+    let t = std::time::Instant::now();
+    loop {
+        let load = client
+            .info(v1::InfoRequest {})
+            .await?
+            .into_inner()
+            .load
+            .unwrap_or_default();
+        if load.active == 0 && load.queued == 0 {
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "an idle node still reports {load:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     Ok(())
 }
 

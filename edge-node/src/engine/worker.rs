@@ -102,6 +102,10 @@ impl Worker {
         loop {
             let idle = waiting.is_empty() && slots.iter().all(Option::is_none);
             let mut next = if idle {
+                // The step that just finished the last generation freed its
+                // slot after the previous publish: say so before waiting,
+                // or the node reports a stale load until its next request.
+                self.publish(&slots, &waiting);
                 match commands.recv() {
                     Ok(c) => Some(c),
                     Err(_) => return,
