@@ -307,11 +307,8 @@ fn shaped_links_follow_the_shannon_rate_of_each_nodes_snr() {
     // So the links are measured once every node is idle, three times each
     // in turn, and each link's median probe is kept.
     let idle = |v: &serde_json::Value| {
-        let nodes = v
-            .as_array()
-            .or_else(|| v["nodes"].as_array())
-            .cloned()
-            .unwrap_or_default();
+        // `nodes --json` prints an array of nodes.
+        let nodes = v.as_array().map(Vec::as_slice).unwrap_or_default();
         !nodes.is_empty()
             && nodes
                 .iter()
