@@ -3,8 +3,10 @@
 # starts a coordinator and three edge experts as separate processes on
 # loopback, answers the prompt (or a default one), prints the story and
 # the cost table, and shuts everything down. The coordinator routes with
-# the shipped trained SAC policy. Extra flags go to `coordinator demo`
-# (e.g. --policy relevance, --json, -k 3).
+# the shipped trained SAC policy behind the gate (`sac+gate`: each segment
+# on an expert of its domain whenever the channel allows it). Extra flags
+# go to `coordinator demo` (e.g. --policy sac for the policy alone,
+# --json, -k 3).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 policy=()

@@ -23,7 +23,7 @@ use crate::gate::{DEFAULT_GATE_TEMPERATURE, Embedder, Gate, MINILM_GATE_TEMPERAT
 use crate::judge::{HeuristicJudge, Judge, LocalJudge, OpenAiJudge, QualityJudge};
 use crate::links::Links;
 use crate::pipeline::{Pipeline, PipelineConfig};
-use crate::policy::{BASELINES, RoutingPolicy, baseline};
+use crate::policy::{BASELINES, GateTopK, RoutingPolicy, baseline};
 use crate::registry::Registry;
 use netmoe_common::link::Trust;
 
@@ -175,6 +175,17 @@ pub fn build(config: &CoordinatorConfig, progress: bool) -> Result<Arc<Pipeline>
         }
         None => None,
     };
+    // Every policy also gated: `sac+gate` routes among the nodes of each
+    // segment's most relevant experts.
+    let gated: Vec<Arc<dyn RoutingPolicy>> = policies
+        .values()
+        .map(|p| -> Arc<dyn RoutingPolicy> {
+            Arc::new(GateTopK::new(p.clone(), config.gate_top_k as usize))
+        })
+        .collect();
+    for g in gated {
+        policies.insert(g.name().to_owned(), g);
+    }
     if !policies.contains_key(&config.policy) {
         return Err(BuildError::Policy(config.policy.clone()));
     }

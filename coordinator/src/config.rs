@@ -26,6 +26,9 @@ pub const DEFAULT_POLICY: &str = "cost";
 /// enough for the user's device, an instruction-tuned local expert, and the
 /// model the quality judge's weights were fitted with.
 pub const DEFAULT_COORDINATOR_MODEL: &str = "smollm2-135m-instruct";
+/// Experts a gated policy (`sac+gate`) keeps per segment by default: the
+/// most relevant one, its other candidates only as fallbacks.
+pub const DEFAULT_GATE_TOP_K: u32 = 1;
 /// Default judge.
 pub const DEFAULT_JUDGE: &str = "quality";
 /// Default shutdown grace period.
@@ -50,7 +53,9 @@ pub struct ServeArgs {
     #[arg(long, env = "NETMOE_THREADS")]
     pub threads: Option<u32>,
     /// Routing policy when a request names none: random, local, relevance,
-    /// snr, cost [default: cost].
+    /// snr, cost, sac (with --policy-file); NAME+gate keeps each segment on
+    /// its most relevant experts (--gate-top-k) whenever the channel allows
+    /// it [default: cost, sac with --policy-file].
     #[arg(long, env = "NETMOE_POLICY")]
     pub policy: Option<String>,
     /// Trained SAC policy (sac_policy.json from `coordinator train`) to
@@ -91,6 +96,10 @@ pub struct ServeArgs {
     /// Offer the coordinator's own expert to routing policies [default: true].
     #[arg(long, env = "NETMOE_LOCAL_CANDIDATE")]
     pub local_candidate: Option<bool>,
+    /// Experts a gated policy (`--policy sac+gate`, any policy's name with
+    /// `+gate`) keeps per segment, most relevant first, 1-8 [default: 1].
+    #[arg(long, env = "NETMOE_GATE_TOP_K")]
+    pub gate_top_k: Option<u32>,
     /// Heartbeat period asked of nodes, ms [default: 1000].
     #[arg(long, env = "NETMOE_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
@@ -208,6 +217,7 @@ struct FileConfig {
     segment_deadline_ms: Option<u64>,
     fusion: Option<String>,
     local_candidate: Option<bool>,
+    gate_top_k: Option<u32>,
     heartbeat_ms: Option<u64>,
     liveness_ms: Option<u64>,
     grace_ms: Option<u64>,
@@ -283,6 +293,8 @@ pub struct CoordinatorConfig {
     pub fusion: FusionMode,
     /// Local expert as a candidate.
     pub local_candidate: bool,
+    /// Experts a gated policy keeps per segment.
+    pub gate_top_k: u32,
     /// Heartbeat period.
     pub heartbeat: Duration,
     /// Liveness timeout.
@@ -363,6 +375,7 @@ impl CoordinatorConfig {
         put("segment_deadline_ms", ms(self.segment_deadline));
         put("fusion", text(self.fusion.name()));
         put("local_candidate", Value::Boolean(self.local_candidate));
+        put("gate_top_k", int(u64::from(self.gate_top_k)));
         put("heartbeat_ms", ms(self.heartbeat));
         put("liveness_ms", ms(self.liveness));
         put("grace_ms", ms(self.grace));
@@ -489,6 +502,16 @@ impl ServeArgs {
                 format!("{max_segments} is not in 1..=8"),
             ));
         }
+        let gate_top_k = self
+            .gate_top_k
+            .or(f.gate_top_k)
+            .unwrap_or(DEFAULT_GATE_TOP_K);
+        if gate_top_k == 0 || gate_top_k > 8 {
+            return Err(ConfigError::invalid(
+                "gate_top_k",
+                format!("{gate_top_k} is not in 1..=8"),
+            ));
+        }
         let fusion = self
             .fusion
             .or(f.fusion)
@@ -568,6 +591,7 @@ impl ServeArgs {
             ),
             fusion,
             local_candidate: self.local_candidate.or(f.local_candidate).unwrap_or(true),
+            gate_top_k,
             heartbeat: ms(
                 self.heartbeat_ms.or(f.heartbeat_ms),
                 DEFAULT_HEARTBEAT_INTERVAL,
@@ -679,5 +703,14 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.resolve().is_err());
+        assert_eq!(c.gate_top_k, DEFAULT_GATE_TOP_K);
+        for k in [0, 9] {
+            let bad = ServeArgs {
+                gate_top_k: Some(k),
+                ..Default::default()
+            };
+            let e = bad.resolve().unwrap_err().to_string();
+            assert!(e.contains("gate_top_k"), "{e}");
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! - [`checks`]: plausibility bounds on everything a node reports.
 //! - [`analyzer`]: embeddings and token probabilities from the coordinator's model.
 //! - [`gate`]: prompt segmentation and segment-to-expert relevance.
-//! - [`policy`]: the routing trait, candidates' features, and the baselines.
+//! - [`policy`]: the routing trait, candidates' features, the baselines, and any policy behind the gate (`+gate`).
 //! - [`dispatch`]: parallel segment generation (gRPC or QUIC) with deadlines and one fallback.
 //! - [`links`]: QUIC connections to the nodes, link probes, the transport choice.
 //! - [`fusion`]: passages into one story, and how much of each it kept.

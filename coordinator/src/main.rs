@@ -34,7 +34,8 @@ struct Cli {
 /// Options of a request.
 #[derive(clap::Args, Clone)]
 struct AskArgs {
-    /// Routing policy: random, local, relevance, snr, cost [default: the coordinator's].
+    /// Routing policy: random, local, relevance, snr, cost, sac (with a
+    /// policy file), each also gated as NAME+gate [default: the coordinator's].
     #[arg(long)]
     policy: Option<String>,
     /// Segments to split the prompt into at most (1-8).
@@ -700,8 +701,18 @@ async fn demo(
             .unwrap_or_default(),
         netmoe_coordinator::cluster::SMALL_BOARD_MODEL
     );
+    // With a trained policy the demo routes with it behind the gate's top
+    // expert (`sac+gate`): each segment on an expert of its domain whenever
+    // the channel allows it; `--policy sac` asks the policy alone.
     let mut coordinator_args = policy_file
-        .map(|p| vec!["--policy-file".to_owned(), p.display().to_string()])
+        .map(|p| {
+            vec![
+                "--policy-file".to_owned(),
+                p.display().to_string(),
+                "--policy".to_owned(),
+                format!("sac{}", netmoe_coordinator::policy::GATED_SUFFIX),
+            ]
+        })
         .unwrap_or_default();
     // The demo shows the QUIC data plane and a small link probe per node.
     coordinator_args.extend(["--transport".into(), "quic".into()]);

@@ -131,6 +131,37 @@ async fn a_multi_topic_prompt_is_split_routed_fused_judged_and_accounted() -> an
     let tm = r.timings.unwrap();
     assert!(tm.total_s >= tm.dispatch_s && tm.model_s > 0.0);
 
+    // Gated: the SNR policy alone goes by channel; behind the gate each
+    // segment stays on its most relevant expert unless that expert's
+    // channel does not allow it, and the answer says which.
+    let g = c
+        .ask(v1::AskRequest {
+            prompt: PROMPT.into(),
+            policy: "snr+gate".into(),
+            max_tokens: Some(24),
+            seed: Some(11),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(g.policy, "snr+gate");
+    for s in &g.segments {
+        let best = s
+            .candidates
+            .iter()
+            .max_by(|a, b| a.relevance.total_cmp(&b.relevance))
+            .unwrap();
+        assert!(s.explanation.starts_with("gate top-1"), "{}", s.explanation);
+        assert!(
+            s.target == best.target || s.explanation.contains("does not allow"),
+            "segment {:?} on {} ({}), most relevant {}",
+            s.segment,
+            s.target,
+            s.explanation,
+            best.target
+        );
+    }
+
     cluster.shutdown().await?;
     Ok(())
 }

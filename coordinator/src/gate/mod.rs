@@ -143,11 +143,29 @@ pub enum Scoring {
     /// The mean of the [`Scoring::Subjects`] and [`Scoring::Examples`]
     /// scores.
     Blend,
+    /// [`Scoring::Examples`] after removing what every expert's examples
+    /// share: the segment and each centroid have the mean of the experts'
+    /// centroids subtracted before the cosine, so "a story premise" in
+    /// general no longer pulls a segment toward whichever expert sits
+    /// closest to the average premise.
+    Centered,
+    /// [`Scoring::Examples`] as a z-score against the other experts'
+    /// examples: how far above a typical foreign premise the segment sits
+    /// for this expert. An expert whose centroid is near every premise (a
+    /// hub) no longer wins segments of other domains.
+    Calibrated,
 }
 
 impl Scoring {
     /// Every scoring, for side-by-side measurement.
-    pub const ALL: [Scoring; 4] = [Self::Line, Self::Subjects, Self::Examples, Self::Blend];
+    pub const ALL: [Scoring; 6] = [
+        Self::Line,
+        Self::Subjects,
+        Self::Examples,
+        Self::Blend,
+        Self::Centered,
+        Self::Calibrated,
+    ];
 }
 
 /// The embeddings of one domain.
@@ -158,6 +176,8 @@ struct DomainVecs {
     /// The L2-normalised mean of the examples' embeddings (`None` without
     /// examples).
     examples: Option<Vec<f32>>,
+    /// The examples' embeddings.
+    example_vecs: Vec<Vec<f32>>,
 }
 
 impl DomainVecs {
@@ -180,7 +200,7 @@ impl DomainVecs {
         match (scoring, examples) {
             (Scoring::Line, _) => line,
             (Scoring::Subjects, _) | (_, None) => subjects(),
-            (Scoring::Examples, Some(x)) => x,
+            (Scoring::Examples | Scoring::Centered | Scoring::Calibrated, Some(x)) => x,
             (Scoring::Blend, Some(x)) => 0.5 * (subjects() + x),
         }
     }
@@ -253,7 +273,9 @@ impl Gate {
                 .collect()
         };
         let examples: &[String] = match self.scoring {
-            Scoring::Examples | Scoring::Blend => &domain.examples,
+            Scoring::Examples | Scoring::Blend | Scoring::Centered | Scoring::Calibrated => {
+                &domain.examples
+            }
             Scoring::Line | Scoring::Subjects => &[],
         };
         let mut texts = vec![domain.line.clone()];
@@ -267,6 +289,7 @@ impl Gate {
             line,
             subjects,
             examples: centroid(&examples),
+            example_vecs: examples,
         });
         let mut cache = self.domains.lock().expect("gate cache");
         // Domains come from registered nodes (at most the registry's bound);
@@ -289,11 +312,13 @@ impl Gate {
             experts.push(self.domain_embedding(d).await?);
         }
         let mut cos = Vec::with_capacity(segments.len());
+        let set = SetStats::of(&experts, self.scoring);
         for e in self.embedder.embed(segments).await? {
             cos.push(
                 experts
                     .iter()
-                    .map(|x| x.score(&e, self.scoring))
+                    .enumerate()
+                    .map(|(i, x)| set.score(i, x, &e, self.scoring))
                     .collect::<Vec<_>>(),
             );
         }
@@ -305,6 +330,69 @@ impl Gate {
             cosine: cos,
             weights,
         })
+    }
+}
+
+/// What [`Scoring::Centered`] and [`Scoring::Calibrated`] need to know of
+/// the whole expert set.
+struct SetStats {
+    /// The mean of the experts' example centroids.
+    mean: Option<Vec<f32>>,
+    /// Per expert: mean and standard deviation of its centroid's cosine
+    /// with the other experts' examples.
+    foreign: Vec<Option<(f64, f64)>>,
+}
+
+impl SetStats {
+    fn of(experts: &[Arc<DomainVecs>], scoring: Scoring) -> Self {
+        let centroids: Vec<&Vec<f32>> =
+            experts.iter().filter_map(|x| x.examples.as_ref()).collect();
+        let mean = (scoring == Scoring::Centered && centroids.len() > 1).then(|| {
+            let mut m = vec![0.0f32; centroids[0].len()];
+            for c in &centroids {
+                for (s, x) in m.iter_mut().zip(c.iter()) {
+                    *s += x / centroids.len() as f32;
+                }
+            }
+            m
+        });
+        let foreign = experts
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let c = x
+                    .examples
+                    .as_ref()
+                    .filter(|_| scoring == Scoring::Calibrated)?;
+                let v: Vec<f64> = experts
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != i)
+                    .flat_map(|(_, y)| y.example_vecs.iter())
+                    .map(|e| f64::from(cosine(e, c)))
+                    .collect();
+                if v.len() < 2 {
+                    return None;
+                }
+                let mu = v.iter().sum::<f64>() / v.len() as f64;
+                let var = v.iter().map(|x| (x - mu).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
+                Some((mu, var.sqrt().max(1e-6)))
+            })
+            .collect();
+        Self { mean, foreign }
+    }
+
+    fn score(&self, i: usize, x: &DomainVecs, e: &[f32], scoring: Scoring) -> f64 {
+        match (scoring, &self.mean, x.examples.as_ref(), self.foreign[i]) {
+            (Scoring::Centered, Some(m), Some(c), _) => {
+                let sub = |v: &[f32]| -> Vec<f32> { v.iter().zip(m).map(|(a, b)| a - b).collect() };
+                f64::from(cosine(&sub(e), &sub(c)))
+            }
+            (Scoring::Calibrated, _, Some(c), Some((mu, sd))) => {
+                (f64::from(cosine(e, c)) - mu) / sd
+            }
+            _ => x.score(e, scoring),
+        }
     }
 }
 
@@ -353,6 +441,7 @@ mod tests {
             line: unit(&[1.0, 0.0, 0.0]),
             subjects: vec![unit(&[1.0, 1.0, 0.0])],
             examples: centroid(&[unit(&[0.0, 1.0, 0.0]), unit(&[0.0, 0.0, 1.0])]),
+            example_vecs: Vec::new(),
         };
         let e = unit(&[0.0, 1.0, 1.0]);
         // The centroid of the two examples is the segment's own direction.

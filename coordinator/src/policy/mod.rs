@@ -6,10 +6,12 @@
 //! pairs with shared weights works for any number of nodes.
 
 mod baselines;
+mod gated;
 
 use netmoe_common::cost::CostModel;
 
 pub use baselines::{CostAware, GreedyRelevance, GreedySnr, LocalOnly, RandomPolicy};
+pub use gated::{GATE_COST_SLACK, GATED_SUFFIX, GateTopK};
 
 /// Target name of the coordinator's own expert.
 pub const LOCAL_TARGET: &str = "local";
@@ -178,6 +180,40 @@ pub trait RoutingPolicy: Send + Sync {
         ctx: &RouteContext<'_>,
     ) -> (Vec<Choice>, String) {
         (self.route(segments, ctx), self.name().to_owned())
+    }
+}
+
+/// A shared policy routes as the policy it holds.
+impl<T: RoutingPolicy + ?Sized> RoutingPolicy for std::sync::Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn route(&self, segments: &[SegmentView], ctx: &RouteContext<'_>) -> Vec<Choice> {
+        (**self).route(segments, ctx)
+    }
+    fn route_decided(
+        &self,
+        segments: &[SegmentView],
+        ctx: &RouteContext<'_>,
+    ) -> (Vec<Choice>, String) {
+        (**self).route_decided(segments, ctx)
+    }
+}
+
+/// A borrowed policy routes as the policy it borrows.
+impl<T: RoutingPolicy + ?Sized> RoutingPolicy for &T {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn route(&self, segments: &[SegmentView], ctx: &RouteContext<'_>) -> Vec<Choice> {
+        (**self).route(segments, ctx)
+    }
+    fn route_decided(
+        &self,
+        segments: &[SegmentView],
+        ctx: &RouteContext<'_>,
+    ) -> (Vec<Choice>, String) {
+        (**self).route_decided(segments, ctx)
     }
 }
 

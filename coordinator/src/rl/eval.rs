@@ -19,13 +19,14 @@ use super::env::{
 };
 use super::methods::{
     BOUND, CROSS_FITTED_BOUND, EXPECTED_BOUND, LOCAL_ALL, MEAN_SCORE_BOUND, PRIOR_PLANNER,
-    baselines, local_all, policy_episode, prior_planner,
+    baselines, local_all, on_top_expert, policy_episode, prior_planner,
 };
 use super::plot::{Bar, mean_reward_bars, paired_scatter};
 use super::policy::{POLICY_NAME, SacPolicy, load_policy};
 use super::retest::{RETEST_ORACLE, Reliability, Retest};
 use super::stats::{Summary, summarize};
 use super::train::{DEFAULT_OUT_DIR, DEFAULT_POLICY};
+use crate::policy::{GATED_SUFFIX, GateTopK, RoutingPolicy};
 
 /// Held-out episodes of the evaluation `train` runs after training.
 pub const DEFAULT_EVAL_EPISODES: usize = 5000;
@@ -115,6 +116,9 @@ pub struct MethodRow {
     pub ratio_to_bound: f64,
     /// Paired difference SAC − this method (absent for SAC itself).
     pub sac_minus: Option<Summary>,
+    /// Share of segments a routing policy sent to their most relevant
+    /// expert (absent for the planner, the bounds and references).
+    pub on_top_expert: Option<f64>,
 }
 
 /// One evaluation setting's results.
@@ -171,28 +175,29 @@ impl EvalTable {
     }
 
     /// The competing methods (the baselines and the prior planner):
-    /// everything but SAC, the bound, the references that know more than a
-    /// router (mean-score, retest oracle) and local-all (which ignores the
-    /// local capacity).
+    /// everything but SAC (alone or gated), the bound, the references that
+    /// know more than a router (mean-score, retest oracle) and local-all
+    /// (which ignores the local capacity).
     fn others(&self) -> impl Iterator<Item = &MethodRow> {
         self.rows.iter().filter(|r| {
-            ![
-                POLICY_NAME,
-                BOUND,
-                MEAN_SCORE_BOUND,
-                EXPECTED_BOUND,
-                CROSS_FITTED_BOUND,
-                RETEST_ORACLE,
-                LOCAL_ALL,
-            ]
-            .contains(&r.name.as_str())
+            !r.name.ends_with(GATED_SUFFIX)
+                && ![
+                    POLICY_NAME,
+                    BOUND,
+                    MEAN_SCORE_BOUND,
+                    EXPECTED_BOUND,
+                    CROSS_FITTED_BOUND,
+                    RETEST_ORACLE,
+                    LOCAL_ALL,
+                ]
+                .contains(&r.name.as_str())
         })
     }
 
     /// The table as text.
     pub fn render(&self) -> String {
         let mut s = format!(
-            "{} — {} held-out prompts, {} episodes\n{:<16} {:>9} {:>8} {:>8} {:>20}\n",
+            "{} — {} held-out prompts, {} episodes\n{:<16} {:>9} {:>8} {:>8} {:>20} {:>9}\n",
             self.label,
             self.prompts,
             self.episodes,
@@ -200,19 +205,24 @@ impl EvalTable {
             "mean",
             "±95%",
             "% bound",
-            "sac − method ±95%"
+            "sac − method ±95%",
+            "top-rel"
         );
         for r in &self.rows {
             let diff = r.sac_minus.map_or(String::new(), |d| {
                 format!("{:+.3} ± {:.3}", d.mean, d.half_width)
             });
+            let top = r
+                .on_top_expert
+                .map_or(String::new(), |t| format!("{:.1}%", 100.0 * t));
             s.push_str(&format!(
-                "{:<16} {:>9.3} {:>8.3} {:>7.2}% {:>20}\n",
+                "{:<16} {:>9.3} {:>8.3} {:>7.2}% {:>20} {:>9}\n",
                 r.name,
                 r.reward.mean,
                 r.reward.half_width,
                 100.0 * r.ratio_to_bound,
-                diff
+                diff,
+                top
             ));
         }
         let nb = self.not_beaten();
@@ -220,6 +230,7 @@ impl EvalTable {
         if self.row(LOCAL_ALL).is_some() {
             s.push_str("(* local-all ignores the local device's capacity; it is shown, not competed with)\n");
         }
+        s.push_str("(top-rel: segments a routing policy sent to their most relevant expert)\n");
         if let Some(r) = &self.reliability {
             s.push_str(&format!("held-out prompts: {}\n", r.render()));
         }
@@ -277,7 +288,8 @@ pub fn evaluate(
     retest: Option<&Retest>,
 ) -> Result<EvalTable, RlError> {
     let others = baselines();
-    let mut names = vec![POLICY_NAME.to_owned()];
+    let gated = GateTopK::new(policy, 1);
+    let mut names = vec![POLICY_NAME.to_owned(), gated.name().to_owned()];
     names.extend(others.iter().map(|(n, _)| n.clone()));
     let simulated = matches!(config.nodes, NodeLayout::Simulated { .. });
     let mut env = Env::new(data.clone(), prompts.to_vec(), config.clone(), seed)?;
@@ -297,6 +309,9 @@ pub fn evaluate(
     }
     names.push(BOUND.to_owned());
     let mut rewards: Vec<Vec<f64>> = vec![Vec::with_capacity(episodes); names.len()];
+    // Per routing policy (SAC, gated SAC, the baselines): segments on their
+    // most relevant expert, and segments.
+    let mut top = vec![(0usize, 0usize); 2 + others.len()];
     for e in 0..episodes {
         if simulated && e > 0 && e % DEFAULT_LAYOUT_EPISODES == 0 {
             env = Env::new(
@@ -307,12 +322,17 @@ pub fn evaluate(
             )?;
         }
         let ep = env.draw();
-        let mut i = 0;
-        rewards[i].push(policy_episode(&env, &ep, policy)?.total);
-        for (_, p) in &others {
-            i += 1;
-            rewards[i].push(policy_episode(&env, &ep, p.as_ref())?.total);
+        let routers = [policy as &dyn RoutingPolicy, &gated]
+            .into_iter()
+            .chain(others.iter().map(|(_, p)| p.as_ref()));
+        for (k, p) in routers.enumerate() {
+            let st = policy_episode(&env, &ep, p)?;
+            let (h, n) = on_top_expert(&env, &ep, &st);
+            top[k].0 += h;
+            top[k].1 += n;
+            rewards[k].push(st.total);
         }
+        let mut i = top.len() - 1;
         i += 1;
         rewards[i].push(prior_planner(&env, &ep, &policy.info().priors));
         if has_local {
@@ -347,6 +367,7 @@ pub fn evaluate(
                 ratio_to_bound: reward.mean / bound,
                 sac_minus: (k > 0)
                     .then(|| summarize(&sac.iter().zip(r).map(|(a, b)| a - b).collect::<Vec<_>>())),
+                on_top_expert: top.get(k).map(|&(h, n)| h as f64 / n.max(1) as f64),
             }
         })
         .collect();
@@ -401,13 +422,13 @@ pub fn write_table(table: &EvalTable, out: Output<'_>) -> Result<Vec<PathBuf>, R
     std::fs::create_dir_all(dir).map_err(|e| RlError::io(dir, e))?;
     let csv = dir.join("eval.csv");
     let mut text = if out.fresh_csv {
-        "setting,edge_nodes,method,episodes,mean,std,ci95_half_width,ratio_to_bound,sac_minus_method,sac_minus_method_ci95\n".to_owned()
+        "setting,edge_nodes,method,episodes,mean,std,ci95_half_width,ratio_to_bound,sac_minus_method,sac_minus_method_ci95,on_top_expert\n".to_owned()
     } else {
         std::fs::read_to_string(&csv).unwrap_or_default()
     };
     for r in &table.rows {
         text.push_str(&format!(
-            "\"{}\",{},{},{},{:.5},{:.5},{:.5},{:.5},{},{}\n",
+            "\"{}\",{},{},{},{:.5},{:.5},{:.5},{:.5},{},{},{}\n",
             table.label,
             table.edge_nodes,
             r.name,
@@ -420,6 +441,7 @@ pub fn write_table(table: &EvalTable, out: Output<'_>) -> Result<Vec<PathBuf>, R
                 .map_or(String::new(), |d| format!("{:.5}", d.mean)),
             r.sac_minus
                 .map_or(String::new(), |d| format!("{:.5}", d.half_width)),
+            r.on_top_expert.map_or(String::new(), |t| format!("{t:.4}")),
         ));
     }
     std::fs::write(&csv, text).map_err(|e| RlError::io(&csv, e))?;

@@ -74,6 +74,26 @@ pub fn policy_episode(
     })
 }
 
+/// Segments of an episode served by their most relevant expert (the
+/// gate's top candidate), and segments assigned: how far a method follows
+/// the domains.
+pub fn on_top_expert(env: &Env, ep: &Episode, st: &EpisodeState) -> (usize, usize) {
+    let views = env.views(ep);
+    let hits = views
+        .iter()
+        .zip(&st.choices)
+        .filter(|(v, j)| {
+            let top = v
+                .candidates
+                .iter()
+                .max_by(|a, b| a.relevance.total_cmp(&b.relevance))
+                .map(|c| c.expert.as_str());
+            v.candidates.get(**j).map(|c| c.expert.as_str()) == top
+        })
+        .count();
+    (hits, st.choices.len().min(views.len()))
+}
+
 /// Every segment on the local device, ignoring its capacity (the paper's
 /// no-edge benchmark); `None` without a local device.
 pub fn local_all(env: &Env, ep: &Episode) -> Option<f64> {
