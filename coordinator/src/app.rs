@@ -114,8 +114,15 @@ pub fn load_minilm(cache: &std::path::Path, progress: bool) -> Result<MiniLm, Bu
     Ok(MiniLm::load(dir)?)
 }
 
-/// The judge a configuration asks for.
+/// The judge a configuration asks for, behind the injection guard.
 pub fn judge(choice: &JudgeChoice, analyzer: &Analyzer) -> Box<dyn Judge> {
+    Box::new(crate::judge::guard::Guarded::new(unguarded(
+        choice, analyzer,
+    )))
+}
+
+/// The chosen judge without the injection guard.
+fn unguarded(choice: &JudgeChoice, analyzer: &Analyzer) -> Box<dyn Judge> {
     match choice {
         JudgeChoice::Quality => Box::new(QualityJudge::new(analyzer.clone())),
         JudgeChoice::Heuristic => Box::new(HeuristicJudge::new(analyzer.clone())),

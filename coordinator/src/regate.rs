@@ -177,7 +177,10 @@ async fn load_judges(
         (0..jobs)
             .map(|_| {
                 let a = Analyzer::start(loaded.model, threads)?;
-                Ok(Box::new(QualityJudge::new(a)) as Box<dyn Judge>)
+                // The serving judge: the quality judge behind the guard.
+                Ok(Box::new(crate::judge::guard::Guarded::new(Box::new(
+                    QualityJudge::new(a),
+                ))) as Box<dyn Judge>)
             })
             .collect()
     })

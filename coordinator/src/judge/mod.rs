@@ -17,6 +17,8 @@
 //! - [`graded`]: the graded set (good, mediocre, expert-written; tune and
 //!   held-out halves) and injection lines.
 //! - [`eval`]: pairwise accuracy of a judge on that set.
+//! - [`guard`]: sentences addressed to the judge cut before any judge reads
+//!   a passage, which pays for them.
 
 use futures::future::BoxFuture;
 
@@ -26,6 +28,7 @@ pub mod digits;
 pub mod eval;
 pub mod fit;
 pub mod graded;
+pub mod guard;
 pub mod heuristic;
 pub mod local;
 pub mod openai;
