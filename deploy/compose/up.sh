@@ -6,7 +6,9 @@
 # cost tables. The cluster keeps running; ./deploy/compose/down.sh removes it.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-"$HERE/../docker/build-images.sh"
+# NETMOE_NO_BUILD=1 runs the images already tagged NETMOE_IMAGE_TAG (e.g.
+# the from-source ones: NETMOE_IMAGE_TAG=src after build-from-source.sh).
+[ -n "${NETMOE_NO_BUILD:-}" ] || "$HERE/../docker/build-images.sh"
 export NETMOE_MODELS="${NETMOE_MODELS:-$HOME/.cache/netmoe/models}"
 # NETMOE_COMPOSE_EXTRA: an overlay, e.g. deploy/compose/docker-compose.shaped.yml.
 extra=()

@@ -66,11 +66,13 @@ EOF
   docker build -q -t netmoe/rust-build:bookworm "$ctx" >/dev/null
 fi
 
-# The context is the committed tree (git archive HEAD): the same bytes and
-# times for both targets, so the second reuses the first's build stage.
+# The context is the committed tree (git archive of HEAD as the script
+# starts): the same bytes and times for both targets, so the second reuses
+# the first's build stage.
+rev="$(git -C "$root" rev-parse HEAD)"
 for t in edge-node coordinator; do
-  echo "netmoe: building netmoe/$t:$TAG from source (deploy/docker/Dockerfile, $(git -C "$root" rev-parse --short HEAD))" >&2
-  git -C "$root" archive --format=tar HEAD |
+  echo "netmoe: building netmoe/$t:$TAG from source (deploy/docker/Dockerfile, ${rev:0:7})" >&2
+  git -C "$root" archive --format=tar "$rev" |
     docker build --target "$t" \
       --build-arg RUST_IMAGE=netmoe/rust-build:bookworm \
       --build-arg RUNTIME_IMAGE=netmoe/base:bookworm \

@@ -16,11 +16,10 @@
 //! - [`server`]: serving on a bound listener with health, reflection and drain.
 //! - [`config`]: flags, environment and file resolved into [`NodeConfig`].
 //! - [`hardware`]: the hardware summary reported by `Info`.
-//! - `backends`: llama.cpp's CPU variants picked at run time (`dynamic-backends` builds).
+//! - [`backends`]: llama.cpp's CPU variants picked at run time (`dynamic-backends` builds), never one the host cannot run.
 //! - [`node`]: builds a ready-to-serve node from a [`NodeConfig`].
 //! - [`client`]: a small streaming client for trying a node by hand.
 
-#[cfg(feature = "dynamic-backends")]
 pub mod backends;
 pub mod client;
 pub mod config;
