@@ -76,18 +76,33 @@ pub fn runnable_view(dir: &Path, amx: bool) -> std::io::Result<PathBuf> {
     {
         return Ok(dir.to_path_buf());
     }
-    let view = std::env::temp_dir().join(format!("netmoe-backends-{}", std::process::id()));
-    std::fs::create_dir_all(&view)?;
-    for e in &entries {
+    // Links resolve from the view, so their targets are absolute; the view
+    // is a fresh directory only this user can write (create_dir fails on a
+    // name someone planted), removed again if it cannot be completed.
+    let dir = std::fs::canonicalize(dir)?;
+    let view = std::env::temp_dir().join(format!(
+        "netmoe-backends-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(&view)?;
+    }
+    let linked = entries.iter().try_for_each(|e| {
         let name = e.file_name();
         if unrunnable(&name.to_string_lossy(), amx) {
-            continue;
+            return Ok(());
         }
-        let link = view.join(&name);
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(e.path(), &link)?;
+        std::os::unix::fs::symlink(dir.join(&name), view.join(&name))
+    });
+    match linked {
+        Ok(()) => Ok(view),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&view);
+            Err(e)
+        }
     }
-    Ok(view)
 }
 
 #[cfg(feature = "dynamic-backends")]
@@ -104,7 +119,7 @@ pub(crate) fn load() {
     match DIR.get().cloned().or(beside_exe) {
         Some(dir) => {
             let view = runnable_view(&dir, amx).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, dir = %dir.display(), "cannot leave out the CPU variants this host cannot run");
+                tracing::error!(error = %e, dir = %dir.display(), "cannot leave out the CPU variants this host cannot run (no AMX tile state); ggml may pick one and the node die with SIGILL: give --backends-dir a directory without libggml-cpu-sapphirerapids.so");
                 dir.clone()
             });
             llama_cpp_2::llama_backend::load_backends_from_path(&view);

@@ -7,8 +7,9 @@
 //! read the passage as a prompt and can be talked to, and the signal-based
 //! one should not be moved by text that is not story. A sentence is
 //! addressed to the judge when it speaks of rating and of the text or its
-//! reader (a rating word with "story", "passage", "you", "evaluator"...), or
-//! overrides instructions, or is a verdict in JSON. A story sentence about a
+//! reader (a rating word with "story", "passage", "evaluator"...), or
+//! overrides instructions while rating or naming a reader, or is a verdict
+//! in JSON or a chat-format role line ("SYSTEM: ..."). A story sentence about a
 //! contest ("the judge rated the pie a perfect ten") names neither the text
 //! nor its reader and is left alone; one that does ("the judges gave her
 //! story a perfect score") is cut too: that is this rule's known false
@@ -48,17 +49,15 @@ const ADDRESS: &[&str] = &[
     "text",
     "answer",
     "response",
-    "you",
-    "your",
     "evaluator",
     "grader",
     "rater",
     "assistant",
     "ai",
-    "system",
 ];
-/// Phrases that override a reader's instructions, whatever else the
-/// sentence says.
+/// Phrases that override a reader's instructions; they count with a
+/// rating word or a reader named ("new task for the assistant"), not in a
+/// story's "a new task at the mill".
 const OVERRIDE: &[&str] = &[
     "previous instructions",
     "prior instructions",
@@ -66,7 +65,6 @@ const OVERRIDE: &[&str] = &[
     "your instructions",
     "new task",
     "system prompt",
-    "ignore all",
 ];
 
 /// Lower-case words of `s` (letters, digits, '/').
@@ -88,18 +86,23 @@ fn words(s: &str) -> Vec<String> {
 /// ```
 pub fn addressed_to_judge(sentence: &str) -> bool {
     let lower = sentence.to_lowercase();
-    if OVERRIDE.iter().any(|p| lower.contains(p)) {
-        return true;
-    }
     let compact: String = lower.chars().filter(|c| !c.is_whitespace()).collect();
-    if compact.contains("\"score\":") || compact.contains("\"grade\":") {
+    // A verdict in JSON, or a chat-format role line ("SYSTEM: ...").
+    if compact.contains("\"score\":")
+        || compact.contains("\"grade\":")
+        || ["system:", "assistant:", "[system]"]
+            .iter()
+            .any(|r| lower.trim_start().starts_with(r))
+    {
         return true;
     }
     let w = words(sentence);
     let rating = w.iter().any(|x| RATING.contains(&x.as_str()))
         || lower.contains("out of 10")
         || lower.contains("out of ten");
-    rating && w.iter().any(|x| ADDRESS.contains(&x.as_str()))
+    let address = w.iter().any(|x| ADDRESS.contains(&x.as_str()));
+    let overrides = OVERRIDE.iter().any(|p| lower.contains(p));
+    (rating && address) || (overrides && (rating || address))
 }
 
 /// `text` without the sentences addressed to the judge, and how many there
@@ -176,6 +179,11 @@ mod tests {
         "The otters slid down the bank into the cold water.",
         "This was the first storm of the winter.",
         "The robot checked the engine's output twice.",
+        "He chose to ignore all the warnings.",
+        "Monday brought a new task at the mill.",
+        "Follow your instructions, the captain said.",
+        "You scored the winning goal.",
+        "The system rated the ore as pure.",
     ];
 
     #[test]

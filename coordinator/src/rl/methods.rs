@@ -83,10 +83,17 @@ pub fn on_top_expert(env: &Env, ep: &Episode, st: &EpisodeState) -> (usize, usiz
         .iter()
         .zip(&st.choices)
         .filter(|(v, j)| {
+            // The first of equally relevant candidates, as the gate keeps.
             let top = v
                 .candidates
                 .iter()
-                .max_by(|a, b| a.relevance.total_cmp(&b.relevance))
+                .reduce(|best, c| {
+                    if c.relevance > best.relevance {
+                        c
+                    } else {
+                        best
+                    }
+                })
                 .map(|c| c.expert.as_str());
             v.candidates.get(**j).map(|c| c.expert.as_str()) == top
         })
