@@ -14,7 +14,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use netmoe_common::channel::{SnrModel, SnrSampler};
 use netmoe_edge_node::engine::{self, Engine, EngineConfig, LoadedModel};
-use netmoe_edge_node::sampling::SamplingSpec;
+use netmoe_edge_node::sampling::{SamplingSpec, never_prose};
 use netmoe_edge_node::service::{EdgeNodeService, Limits};
 use netmoe_edge_node::{ExpertProfile, NodeState};
 use netmoe_proto::v1::{self, edge_node_client::EdgeNodeClient, generate_event::Event};
@@ -40,7 +40,7 @@ fn direct(model: &'static LlamaModel, tokens: u32, seed: u32) -> Run {
     let mut ctx = model
         .new_context(engine::backend(), params)
         .expect("context");
-    let mut sampler = SamplingSpec::default().build(model, seed, true);
+    let mut sampler = SamplingSpec::default().build(model, seed, true, &never_prose(model));
     let start = Instant::now();
     let prompt = model.vocab().tokenize(PROMPT.as_bytes(), true, false);
     let mut batch = LlamaBatch::new(512, 1);

@@ -3,7 +3,9 @@
 
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token::logit_bias::LlamaLogitBias;
+use llama_cpp_2::token_type::LlamaTokenAttr;
 use netmoe_proto::v1;
 
 /// Default temperature: the base model loops under greedy decoding and
@@ -114,19 +116,31 @@ impl SamplingSpec {
         }
     }
 
-    /// Builds the llama.cpp sampler chain. With `ban_eog` the end-of-
-    /// generation tokens get -inf logits, so generation runs to its length.
-    pub fn build(&self, model: &LlamaModel, seed: u32, ban_eog: bool) -> LlamaSampler {
+    /// Builds the llama.cpp sampler chain. `banned` tokens (see
+    /// [`never_prose`]) get -inf logits; with `ban_eog` so do the end-of-
+    /// generation tokens, so generation runs to its length.
+    pub fn build(
+        &self,
+        model: &LlamaModel,
+        seed: u32,
+        ban_eog: bool,
+        banned: &[LlamaToken],
+    ) -> LlamaSampler {
         let mut chain = Vec::with_capacity(6);
-        if ban_eog {
-            let vocab = model.vocab();
-            let mut eog: Vec<_> = [vocab.eos(), vocab.eot()]
-                .into_iter()
-                .filter(|t| t.0 >= 0)
-                .map(|t| LlamaLogitBias::new(t, f32::NEG_INFINITY))
-                .collect();
-            eog.dedup_by_key(|b| b.token());
-            chain.push(LlamaSampler::logit_bias(model.n_vocab(), &eog));
+        let vocab = model.vocab();
+        let eog = [vocab.eos(), vocab.eot()]
+            .into_iter()
+            .filter(|t| ban_eog && t.0 >= 0);
+        let mut bias: Vec<_> = banned
+            .iter()
+            .copied()
+            .chain(eog)
+            .map(|t| LlamaLogitBias::new(t, f32::NEG_INFINITY))
+            .collect();
+        bias.sort_by_key(|b| b.token().0);
+        bias.dedup_by_key(|b| b.token());
+        if !bias.is_empty() {
+            chain.push(LlamaSampler::logit_bias(model.n_vocab(), &bias));
         }
         if self.repeat_penalty > 1.0 {
             chain.push(LlamaSampler::penalties(
@@ -143,6 +157,27 @@ impl SamplingSpec {
         chain.push(LlamaSampler::dist(seed));
         LlamaSampler::chain_simple(chain)
     }
+}
+
+/// The tokens a passage never contains: user-defined and unused tokens
+/// other than runs of whitespace. Gemma's vocabulary holds HTML tags
+/// (`<h3>`, `<table>`, ...), `[multimodal]` and `<start_of_image>` as such
+/// tokens, and llama.cpp renders them as text, so a base model writing a
+/// story put headings and image markers into it; banned, it writes the
+/// next most likely word. Control tokens are not listed: they end the
+/// passage instead (see the engine's worker). Computed once per model.
+pub fn never_prose(model: &LlamaModel) -> Vec<LlamaToken> {
+    let vocab = model.vocab();
+    (0..model.n_vocab())
+        .map(LlamaToken)
+        .filter(|&t| {
+            let attr = vocab.attr(t);
+            (attr.contains(LlamaTokenAttr::UserDefined) || attr.contains(LlamaTokenAttr::Unused))
+                && vocab
+                    .text(t)
+                    .is_some_and(|s| !s.to_bytes().iter().all(u8::is_ascii_whitespace))
+        })
+        .collect()
 }
 
 fn err(field: &'static str, value: impl ToString, allowed: &'static str) -> SamplingError {

@@ -171,3 +171,41 @@ async fn a_profile_can_force_its_own_layout() -> anyhow::Result<()> {
     assert_clean(&text, &forbidden("Tales of the sea. A story about"));
     Ok(())
 }
+
+/// Gemma's vocabulary holds HTML tags, `[multimodal]` and image markers as
+/// single user-defined tokens, which llama.cpp renders as text; a segment
+/// written in HTML invites them. The node never samples them: a passage is
+/// prose. (Before the ban, this prompt put `<h3>` into most passages.)
+#[tokio::test]
+async fn base_model_never_writes_markup_tokens() -> anyhow::Result<()> {
+    let profile = profiles_dir().join("fantasy.toml");
+    let node = start_edge_node(&["--profile", profile.to_str().unwrap()]).await?;
+    let mut client = edge_client(&node).await?;
+    let markup = [
+        "<h1>",
+        "<h2>",
+        "<h3>",
+        "</h3>",
+        "<table>",
+        "<strong>",
+        "<li>",
+        "<div>",
+        "<start_of_image>",
+        "<end_of_image>",
+        "[multimodal]",
+    ];
+    let segment = "<h3>The story</h3> a gardener tends roses <h3>The theme</h3>";
+    let mut words = 0;
+    for seed in 0..6 {
+        let (text, _, _) = generate(&mut client, segment, 100 + seed, 64).await?;
+        for m in markup {
+            assert!(!text.contains(m), "passage contains {m:?}:\n{text}");
+        }
+        words += text.split_whitespace().count();
+    }
+    assert!(
+        words >= 6 * 10,
+        "the passages are prose, not empty: {words} words"
+    );
+    Ok(())
+}

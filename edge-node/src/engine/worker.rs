@@ -48,6 +48,8 @@ struct Slot {
 
 pub(super) struct Worker {
     model: &'static LlamaModel,
+    /// Tokens never sampled ([`crate::sampling::never_prose`]).
+    banned: Vec<llama_cpp_2::token::LlamaToken>,
     config: EngineConfig,
     shared: Arc<Shared>,
 }
@@ -60,6 +62,7 @@ impl Worker {
     ) -> Self {
         Self {
             model,
+            banned: crate::sampling::never_prose(model),
             config,
             shared,
         }
@@ -202,7 +205,10 @@ impl Worker {
             };
             let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
             let seed = req.job.sampling.seed.unwrap_or_else(rand::random);
-            let sampler = req.job.sampling.build(self.model, seed, req.job.ignore_eos);
+            let sampler =
+                req.job
+                    .sampling
+                    .build(self.model, seed, req.job.ignore_eos, &self.banned);
             let stops = StopWatch::new(&req.job.stops);
             *slot = Some(Slot {
                 prompt_left: req.tokens.len(),
