@@ -72,6 +72,20 @@ pub struct CollectArgs {
     /// Stop after this many new prompts (0: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
+    /// Sampling temperature of every expert, (0, 5] [default: each
+    /// expert's profile]: to measure how much of a pair's score spread is
+    /// sampling.
+    #[arg(long, value_parser = parse_temperature)]
+    pub temperature: Option<f32>,
+}
+
+fn parse_temperature(s: &str) -> Result<f32, String> {
+    let t: f32 = s.parse().map_err(|e| format!("{e}"))?;
+    if t > 0.0 && t <= 5.0 {
+        Ok(t)
+    } else {
+        Err(format!("temperature {t} is out of range (0, 5]"))
+    }
 }
 
 /// One (prompt, segment, expert) measurement.
@@ -325,7 +339,7 @@ async fn collect_prompt(
                     seed: Some(sample_seed(args.seed, s, k)),
                     request_id: format!("{id}-{s}-{e}-{k}"),
                     transport: p.config.transport,
-                    temperature: None,
+                    temperature: args.temperature,
                     events: None,
                     history: Arc::from(Vec::new()),
                 });
@@ -543,5 +557,14 @@ mod tests {
         }
         assert_eq!(from_row.mask, from_live.mask);
         assert_eq!(from_row.features, from_live.features);
+    }
+
+    #[test]
+    fn collect_temperature_is_checked() {
+        assert_eq!(parse_temperature("0.3"), Ok(0.3));
+        assert_eq!(parse_temperature("5"), Ok(5.0));
+        for bad in ["0", "-1", "5.5", "NaN", "warm"] {
+            assert!(parse_temperature(bad).is_err(), "{bad}");
+        }
     }
 }
