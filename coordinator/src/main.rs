@@ -194,6 +194,9 @@ enum Command {
     /// Evaluate a trained policy against every baseline and the upper bound
     /// on held-out prompts and fresh SNR draws.
     Eval(netmoe_coordinator::rl::EvalArgs),
+    /// Test-retest reliability of collected datasets: do the judged scores
+    /// of two generations of the same (segment, expert) agree?
+    Retest(netmoe_coordinator::rl::retest::RetestArgs),
     /// Run a policy over N simulated nodes: decision cost as N grows.
     Simulate(netmoe_coordinator::rl::SimulateArgs),
     /// Fit the quality judge's weights on signals dumped by
@@ -539,6 +542,14 @@ fn run(command: Command, out: Out) -> anyhow::Result<()> {
             args.print_summary = !out.json;
             let report = netmoe_coordinator::rl::run_eval(args)?;
             out.emit(&report, String::new)
+        }
+        Command::Retest(args) => {
+            let rows = netmoe_coordinator::rl::retest::run_retest(&args)?;
+            out.emit(&rows, || {
+                rows.iter()
+                    .map(|r| format!("{}: {}\n", r.dataset, r.reliability.render()))
+                    .collect()
+            })
         }
         Command::Simulate(mut args) => {
             args.print_summary = !out.json;

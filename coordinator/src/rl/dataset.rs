@@ -316,6 +316,15 @@ impl Dataset {
     /// the first is the single-sample set's, the others redraw the judge
     /// noise and the length.
     pub fn synthetic_sampled(n_prompts: usize, seed: u64, samples: u32) -> Self {
+        Self::from_rows(
+            format!("synthetic({n_prompts}, seed {seed})"),
+            &Self::synthetic_rows(n_prompts, seed, samples),
+        )
+        .expect("the synthetic rows are complete")
+    }
+
+    /// The rows of [`Dataset::synthetic_sampled`], as `collect` would write them.
+    pub fn synthetic_rows(n_prompts: usize, seed: u64, samples: u32) -> Vec<Row> {
         let mut rng = StdRng::seed_from_u64(seed);
         let noise = |sd: f64| Normal::new(0.0, sd).expect("finite sd");
         let names = ["fantasy", "scifi", "nature", "local"];
@@ -369,8 +378,7 @@ impl Dataset {
                 }
             }
         }
-        Self::from_rows(format!("synthetic({n_prompts}, seed {seed})"), &rows)
-            .expect("the synthetic rows are complete")
+        rows
     }
 }
 

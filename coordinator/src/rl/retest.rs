@@ -7,6 +7,8 @@
 //! close: the bound picks with the score of the very passage it is paid
 //! for, which no router can see before generating.
 
+use std::path::PathBuf;
+
 use super::RlError;
 use super::dataset::Dataset;
 use super::env::{Env, Episode};
@@ -248,6 +250,71 @@ impl Reliability {
     }
 }
 
+/// Flags of `coordinator retest`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct RetestArgs {
+    /// Datasets collected with `--samples 2` or more: each pair's first
+    /// and second generation are compared.
+    #[arg(required = true)]
+    pub datasets: Vec<PathBuf>,
+    /// Compare only the prompts this dataset holds, so that collections
+    /// of different sizes are measured on the same segments.
+    #[arg(long)]
+    pub prompts_of: Option<PathBuf>,
+}
+
+/// One dataset's test-retest reliability.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RetestRow {
+    /// The dataset.
+    pub dataset: String,
+    /// Its reliability over the compared prompts.
+    #[serde(flatten)]
+    pub reliability: Reliability,
+}
+
+/// `coordinator retest`: do the judged scores of each dataset repeat
+/// between two generations of the same (segment, expert)? Routing by
+/// quality can only learn what repeats, so this is the first thing to
+/// measure of a new set of experts, sampling settings or judge.
+pub fn run_retest(args: &RetestArgs) -> Result<Vec<RetestRow>, RlError> {
+    let only = match &args.prompts_of {
+        Some(p) => Some(
+            Dataset::load(p)?
+                .prompts
+                .into_iter()
+                .map(|p| p.id)
+                .collect::<std::collections::HashSet<_>>(),
+        ),
+        None => None,
+    };
+    args.datasets
+        .iter()
+        .map(|path| {
+            let data = Dataset::load(path)?;
+            let retest = Retest::from_samples(&data).ok_or_else(|| {
+                RlError::Dataset(format!(
+                    "{}: some (segment, expert) has a single generation; collect with --samples 2 or more",
+                    path.display()
+                ))
+            })?;
+            let prompts: Vec<usize> = (0..data.prompts.len())
+                .filter(|&i| only.as_ref().is_none_or(|o| o.contains(&data.prompts[i].id)))
+                .collect();
+            if prompts.is_empty() {
+                return Err(RlError::Dataset(format!(
+                    "{}: none of its prompts is in --prompts-of",
+                    path.display()
+                )));
+            }
+            Ok(RetestRow {
+                dataset: path.display().to_string(),
+                reliability: retest.reliability(&data, &prompts),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -321,6 +388,47 @@ mod tests {
             let ep = env.draw();
             assert!(retest.oracle_total(&env, &ep) <= env.upper_bound(&ep).0 + 1e-9);
         }
+    }
+
+    #[test]
+    fn retest_measures_each_dataset_on_the_chosen_prompts() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, rows: &[super::super::dataset::Row]| {
+            let path = dir.path().join(name);
+            let text: String = rows
+                .iter()
+                .map(|r| serde_json::to_string(r).unwrap() + "\n")
+                .collect();
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let rows = Dataset::synthetic_rows(8, 3, 2);
+        let two = write("two.jsonl", &rows);
+        let one = write("one.jsonl", &Dataset::synthetic_rows(8, 3, 1));
+        let firsts: Vec<_> = rows
+            .iter()
+            .filter(|r| ["s000", "s001", "s002"].contains(&r.prompt_id.as_str()))
+            .cloned()
+            .collect();
+        let few = write("few.jsonl", &firsts);
+
+        let args = |datasets: Vec<PathBuf>, prompts_of: Option<PathBuf>| RetestArgs {
+            datasets,
+            prompts_of,
+        };
+        let all = run_retest(&args(vec![two.clone()], None)).unwrap();
+        let some = run_retest(&args(vec![two.clone()], Some(few.clone()))).unwrap();
+        let d = Dataset::load(&two).unwrap();
+        let every: Vec<usize> = (0..d.prompts.len()).collect();
+        assert_eq!(all[0].reliability.segments, d.segments_in(&every));
+        assert_eq!(
+            some[0].reliability.segments,
+            Dataset::load(&few).unwrap().segments_in(&[0, 1, 2])
+        );
+        assert!(some[0].reliability.segments < all[0].reliability.segments);
+        assert!(all[0].reliability.mean_abs_diff > 0.0);
+        let e = run_retest(&args(vec![one], None)).unwrap_err().to_string();
+        assert!(e.contains("--samples 2"), "{e}");
     }
 
     #[test]
