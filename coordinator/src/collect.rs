@@ -79,13 +79,17 @@ pub struct CollectArgs {
     pub temperature: Option<f32>,
 }
 
+/// A temperature the edge nodes accept, checked by their own rule
+/// ([`netmoe_edge_node::sampling::SamplingSpec::with_overrides`]).
 fn parse_temperature(s: &str) -> Result<f32, String> {
     let t: f32 = s.parse().map_err(|e| format!("{e}"))?;
-    if t > 0.0 && t <= 5.0 {
-        Ok(t)
-    } else {
-        Err(format!("temperature {t} is out of range (0, 5]"))
-    }
+    netmoe_edge_node::sampling::SamplingSpec::default()
+        .with_overrides(&v1::SamplingParams {
+            temperature: Some(t),
+            ..Default::default()
+        })
+        .map(|_| t)
+        .map_err(|e| e.to_string())
 }
 
 /// One (prompt, segment, expert) measurement.

@@ -175,7 +175,8 @@ async fn a_profile_can_force_its_own_layout() -> anyhow::Result<()> {
 /// Gemma's vocabulary holds HTML tags, `[multimodal]` and image markers as
 /// single user-defined tokens, which llama.cpp renders as text; a segment
 /// written in HTML invites them. The node never samples them: a passage is
-/// prose. (Before the ban, this prompt put `<h3>` into most passages.)
+/// prose. (Before the ban, the first passage of this test already held
+/// `<h3>` headings.)
 #[tokio::test]
 async fn base_model_never_writes_markup_tokens() -> anyhow::Result<()> {
     let profile = profiles_dir().join("fantasy.toml");

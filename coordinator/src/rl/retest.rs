@@ -278,16 +278,12 @@ pub struct RetestRow {
 /// quality can only learn what repeats, so this is the first thing to
 /// measure of a new set of experts, sampling settings or judge.
 pub fn run_retest(args: &RetestArgs) -> Result<Vec<RetestRow>, RlError> {
-    let only = match &args.prompts_of {
-        Some(p) => Some(
-            Dataset::load(p)?
-                .prompts
-                .into_iter()
-                .map(|p| p.id)
-                .collect::<std::collections::HashSet<_>>(),
-        ),
-        None => None,
-    };
+    let only: Option<std::collections::HashSet<String>> = args
+        .prompts_of
+        .as_deref()
+        .map(Dataset::load)
+        .transpose()?
+        .map(|d| d.prompts.into_iter().map(|p| p.id).collect());
     args.datasets
         .iter()
         .map(|path| {
@@ -393,7 +389,7 @@ mod tests {
     #[test]
     fn retest_measures_each_dataset_on_the_chosen_prompts() {
         let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, rows: &[super::super::dataset::Row]| {
+        let write = |name: &str, rows: &[crate::rl::dataset::Row]| {
             let path = dir.path().join(name);
             let text: String = rows
                 .iter()
