@@ -80,16 +80,14 @@ pub struct CollectArgs {
 }
 
 /// A temperature the edge nodes accept, checked by their own rule
-/// ([`netmoe_edge_node::sampling::SamplingSpec::with_overrides`]).
+/// ([`netmoe_edge_node::sampling::temperature_ok`]).
 fn parse_temperature(s: &str) -> Result<f32, String> {
     let t: f32 = s.parse().map_err(|e| format!("{e}"))?;
-    netmoe_edge_node::sampling::SamplingSpec::default()
-        .with_overrides(&v1::SamplingParams {
-            temperature: Some(t),
-            ..Default::default()
-        })
-        .map(|_| t)
-        .map_err(|e| e.to_string())
+    if netmoe_edge_node::sampling::temperature_ok(t) {
+        Ok(t)
+    } else {
+        Err(format!("temperature {t} is out of range (0, 5]"))
+    }
 }
 
 /// One (prompt, segment, expert) measurement.

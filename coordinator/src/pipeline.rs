@@ -423,7 +423,7 @@ impl Pipeline {
             }
         })?;
         if let Some(t) = req.temperature
-            && !(t > 0.0 && t <= 5.0)
+            && !netmoe_edge_node::sampling::temperature_ok(t)
         {
             return Err(AskError::BadTemperature(t));
         }

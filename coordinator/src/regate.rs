@@ -188,6 +188,9 @@ async fn load_judges(
     .map_err(|e| AnalyzerError::Decode(e.to_string()))?
 }
 
+/// Passages between two progress lines when no terminal shows the bar.
+const PROGRESS_EVERY: u64 = 100;
+
 /// Re-judges every row's passage: each judge takes the next unjudged row
 /// until none is left, so `judges.len()` passages are scored at a time.
 /// A row whose `generated_tokens` reached `max_tokens` is judged on its
@@ -228,6 +231,16 @@ pub async fn rescore(
                     })?;
                 out.push((i, v.score));
                 bar.inc(1);
+                let done = bar.position();
+                if bar.is_hidden() && done.is_multiple_of(PROGRESS_EVERY) {
+                    // No terminal (a log, CI): a line now and then instead of the bar.
+                    eprintln!(
+                        "regate: {done}/{} passages judged after {:.0} s, eta {:.0} s",
+                        shared.len(),
+                        bar.elapsed().as_secs_f64(),
+                        bar.eta().as_secs_f64()
+                    );
+                }
             }
         }
     });

@@ -22,6 +22,12 @@ const REPEAT_WINDOW: i32 = 64;
 
 /// Allowed temperature range (exclusive of 0).
 pub const TEMPERATURE_RANGE: (f32, f32) = (0.0, 5.0);
+
+/// Whether a node accepts `t` as a temperature (NaN never): the one rule,
+/// so a coordinator can refuse a bad value before any node is asked.
+pub fn temperature_ok(t: f32) -> bool {
+    t > TEMPERATURE_RANGE.0 && t <= TEMPERATURE_RANGE.1
+}
 /// Allowed top-k range.
 pub const TOP_K_RANGE: (u32, u32) = (1, 1000);
 /// Allowed repeat-penalty range.
@@ -72,7 +78,7 @@ impl SamplingSpec {
     pub fn with_overrides(&self, o: &v1::SamplingParams) -> Result<Self, SamplingError> {
         let mut s = self.clone();
         if let Some(t) = o.temperature {
-            if !(t > TEMPERATURE_RANGE.0 && t <= TEMPERATURE_RANGE.1) {
+            if !temperature_ok(t) {
                 return Err(err(
                     "temperature",
                     t,
