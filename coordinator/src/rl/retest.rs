@@ -45,6 +45,12 @@ pub struct Reliability {
     /// the experts: does the expert that wrote the better passage once do
     /// so again? This is the part of the score routing can act on.
     pub within_segment_corr: f64,
+    /// Correlation of what is left of each score once its segment's mean
+    /// and its expert's mean (over the compared segments) are taken out:
+    /// does an expert beat ITS OWN average on this segment again? This is
+    /// all a router that already knows each expert's average score (the
+    /// prior planner) could still learn per segment.
+    pub interaction_corr: f64,
     /// Mean |first − second| score of a pair.
     pub mean_abs_diff: f64,
     /// Share of segments whose best-scored expert is the same both times.
@@ -194,11 +200,16 @@ impl Retest {
         }
         let (dev1, dev2) = self.deviations(data, prompts);
         let pairs = first.len();
+        let experts = data.experts.len();
         Reliability {
             pairs,
             segments,
             score_corr: pearson(&first, &second),
             within_segment_corr: pearson(&dev1, &dev2),
+            interaction_corr: pearson(
+                &minus_expert_means(&dev1, experts),
+                &minus_expert_means(&dev2, experts),
+            ),
             mean_abs_diff: first
                 .iter()
                 .zip(&second)
@@ -234,15 +245,32 @@ impl Retest {
     }
 }
 
+/// `devs` (segment-major, `experts` per segment, each already less its
+/// segment's mean) less each expert's mean deviation: the double-centred
+/// residual of a two-way layout.
+fn minus_expert_means(devs: &[f64], experts: usize) -> Vec<f64> {
+    let experts = experts.max(1);
+    let segments = (devs.len() / experts).max(1) as f64;
+    let mut means = vec![0.0; experts];
+    for (i, d) in devs.iter().enumerate() {
+        means[i % experts] += d / segments;
+    }
+    devs.iter()
+        .enumerate()
+        .map(|(i, d)| d - means[i % experts])
+        .collect()
+}
+
 impl Reliability {
     /// One line for humans.
     pub fn render(&self) -> String {
         format!(
-            "test-retest over {} segments ({} pairs): score r = {:.3}, within-segment r = {:.3}, mean |Δscore| = {:.2}, same best expert {:.1}% (chance {:.1}%)",
+            "test-retest over {} segments ({} pairs): score r = {:.3}, within-segment r = {:.3}, beyond each expert's mean r = {:.3}, mean |Δscore| = {:.2}, same best expert {:.1}% (chance {:.1}%)",
             self.segments,
             self.pairs,
             self.score_corr,
             self.within_segment_corr,
+            self.interaction_corr,
             self.mean_abs_diff,
             100.0 * self.same_best,
             100.0 * self.same_best_chance
@@ -325,6 +353,7 @@ mod tests {
         let all: Vec<usize> = (0..d.prompts.len()).collect();
         let r = retest.reliability(&d, &all);
         assert!((r.within_segment_corr - 1.0).abs() < 1e-9, "{r:?}");
+        assert!((r.interaction_corr - 1.0).abs() < 1e-9, "{r:?}");
         assert_eq!(r.same_best, 1.0);
         assert_eq!(r.mean_abs_diff, 0.0);
         let mut env = Env::new(d.clone(), all, EnvConfig::default(), 5).unwrap();
@@ -425,6 +454,51 @@ mod tests {
         assert!(all[0].reliability.mean_abs_diff > 0.0);
         let e = run_retest(&args(vec![one], None)).unwrap_err().to_string();
         assert!(e.contains("--samples 2"), "{e}");
+    }
+
+    #[test]
+    fn double_centring_leaves_the_interaction() {
+        // 3 segments x 2 experts: segment effects 0, 4, 8; expert effects
+        // +1, -1; an interaction of +-0.5 whose rows and columns sum to 0.
+        let c = [0.5, -0.5, -0.5, 0.5, 0.0, 0.0];
+        let scores: Vec<f64> = (0..6)
+            .map(|i| 4.0 * (i / 2) as f64 + [1.0, -1.0][i % 2] + c[i])
+            .collect();
+        let devs: Vec<f64> = scores
+            .chunks(2)
+            .flat_map(|seg| {
+                let m = (seg[0] + seg[1]) / 2.0;
+                seg.iter().map(move |x| x - m)
+            })
+            .collect();
+        for (got, want) in minus_expert_means(&devs, 2).iter().zip(c) {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn a_retest_that_keeps_the_expert_means_but_flips_the_rest_is_told_apart() {
+        // The retest keeps every segment's mean and every expert's mean
+        // deviation and negates what is left: the experts' ranking by
+        // average repeats, their per-segment luck does not.
+        let d = Dataset::synthetic(12, 3);
+        let all: Vec<usize> = (0..d.prompts.len()).collect();
+        let itself = Retest::align(&d, &d).unwrap();
+        let (devs, _) = itself.deviations(&d, &all);
+        let inter = minus_expert_means(&devs, d.experts.len());
+        let mut other = d.clone();
+        let mut i = 0;
+        for p in &mut other.prompts {
+            for s in &mut p.segments {
+                for o in &mut s.outcomes {
+                    o.score -= 2.0 * inter[i];
+                    i += 1;
+                }
+            }
+        }
+        let r = Retest::align(&d, &other).unwrap().reliability(&d, &all);
+        assert!((r.interaction_corr + 1.0).abs() < 1e-9, "{r:?}");
+        assert!(r.within_segment_corr > r.interaction_corr, "{r:?}");
     }
 
     #[test]
