@@ -22,16 +22,16 @@ const REPEAT_WINDOW: i32 = 64;
 
 /// Allowed temperature range (exclusive of 0).
 pub const TEMPERATURE_RANGE: (f32, f32) = (0.0, 5.0);
+/// Allowed top-k range.
+pub const TOP_K_RANGE: (u32, u32) = (1, 1000);
+/// Allowed repeat-penalty range.
+pub const REPEAT_PENALTY_RANGE: (f32, f32) = (1.0, 2.0);
 
 /// Whether a node accepts `t` as a temperature (NaN never): the one rule,
 /// so a coordinator can refuse a bad value before any node is asked.
 pub fn temperature_ok(t: f32) -> bool {
     t > TEMPERATURE_RANGE.0 && t <= TEMPERATURE_RANGE.1
 }
-/// Allowed top-k range.
-pub const TOP_K_RANGE: (u32, u32) = (1, 1000);
-/// Allowed repeat-penalty range.
-pub const REPEAT_PENALTY_RANGE: (f32, f32) = (1.0, 2.0);
 
 /// Fully resolved sampling settings.
 #[derive(Debug, Clone, PartialEq)]
