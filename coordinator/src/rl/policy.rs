@@ -72,7 +72,8 @@ pub struct TrainingInfo {
     pub edge_nodes: usize,
     /// Episode at which the curve converged, if it did.
     pub converged_at: Option<usize>,
-    /// Episode whose weights were saved (best on the training panel).
+    /// Episode whose weights were saved (best on the training panel; 0: the
+    /// residual start, the prior planner).
     #[serde(default)]
     pub kept_episode: usize,
 }

@@ -35,7 +35,7 @@ use super::sac::{
     DEFAULT_TARGET_ENTROPY_FRACTION, DEFAULT_TAU, RESIDUAL_FEATURE, Sac, SacConfig, SacLosses,
     Snapshot,
 };
-use super::stats::{mean, moving_average};
+use super::stats::{mean, moving_average, summarize};
 
 /// Training episodes.
 pub const DEFAULT_EPISODES: usize = 200;
@@ -105,7 +105,7 @@ pub struct TrainArgs {
     /// Episodes of uniformly random actions first.
     #[arg(long, default_value_t = DEFAULT_WARMUP_EPISODES)]
     pub warmup_episodes: usize,
-    /// Fixed validation episodes the greedy policy is scored on after each episode (the curve); the best-scoring weights are saved.
+    /// Fixed validation episodes the greedy policy is scored on after each episode (the curve); the best-scoring weights are saved if they beat the residual start beyond the paired 95% CI.
     #[arg(long, default_value_t = DEFAULT_PANEL_EPISODES)]
     pub panel_episodes: usize,
     /// Share of the training prompts set aside for those validation episodes (0: score on the training prompts themselves).
@@ -266,8 +266,9 @@ pub struct TrainReport {
     /// First episode after which the panel ratio stays within
     /// [`CONVERGENCE_TOLERANCE`] of its final value.
     pub converged_at: Option<usize>,
-    /// The episode whose weights were saved (best on the panel; 0: the
-    /// residual actor's untrained start, the prior planner).
+    /// The episode whose weights were saved (best on the panel among those
+    /// beating the start beyond the paired CI; 0: the residual actor's
+    /// untrained start, the prior planner).
     pub kept_episode: usize,
     /// The saved weights' greedy reward on the panel / the panel's
     /// hindsight bound.
@@ -340,19 +341,29 @@ pub fn greedy_episode(
     Ok(st.total)
 }
 
-/// The greedy agent's mean reward over the fixed `panel` episodes.
-fn panel_reward(
+/// The greedy agent's reward on each of the fixed `panel` episodes.
+fn panel_rewards(
     env: &Env,
     panel: &[Episode],
     agent: &Sac,
     priors: &ExpertPriors,
     norm: &FeatureNorm,
-) -> Result<f64, RlError> {
-    let mut total = 0.0;
-    for p in panel {
-        total += greedy_episode(env, p, agent, priors, norm)?;
-    }
-    Ok(total / panel.len() as f64)
+) -> Result<Vec<f64>, RlError> {
+    panel
+        .iter()
+        .map(|p| greedy_episode(env, p, agent, priors, norm))
+        .collect()
+}
+
+/// Whether `trained` beats `start` on the same panel episodes beyond the
+/// paired 95% interval: the bar learned weights must clear to replace the
+/// residual actor's start (the prior planner). Clearing only the panel's
+/// mean would often ship a correction fitted to sampling noise, which
+/// then trails the planner on held-out prompts.
+pub fn beats_beyond_ci(trained: &[f64], start: &[f64]) -> bool {
+    let diffs: Vec<f64> = trained.iter().zip(start).map(|(t, s)| t - s).collect();
+    let d = summarize(&diffs);
+    d.n > 1 && d.mean - d.half_width > 0.0
 }
 
 /// First 1-based episode after which the curve, smoothed over
@@ -474,13 +485,17 @@ pub fn run_train(args: TrainArgs) -> Result<TrainReport, RlError> {
     let mut best: Option<(f64, usize, Snapshot)> = None;
     // A residual actor starts as the prior planner (its correction is
     // zero), so its untrained weights are a candidate too ("episode 0"):
-    // training replaces them only with weights the panel likes better.
-    // Where the judged scores carry nothing the features predict beyond
-    // the priors, that is what it ships, and the report says so.
-    if sac.residual_gain > 0.0 {
-        let start = panel_reward(&env, &panel, &agent, &priors, &norm)?;
-        best = Some((start, 0, agent.snapshot()?));
-    }
+    // training replaces them only with weights that beat them on the panel
+    // beyond the paired 95% interval ([`beats_beyond_ci`]). Where the
+    // judged scores carry nothing the features predict beyond the priors,
+    // the start is what it ships, and the report says so.
+    let start = if sac.residual_gain > 0.0 {
+        let rewards = panel_rewards(&env, &panel, &agent, &priors, &norm)?;
+        best = Some((mean(rewards.iter().copied()), 0, agent.snapshot()?));
+        Some(rewards)
+    } else {
+        None
+    };
     for e in 0..args.episodes {
         let ep = env.draw();
         let mut st = env.start(&ep);
@@ -510,8 +525,12 @@ pub fn run_train(args: TrainArgs) -> Result<TrainReport, RlError> {
                 None => break,
             }
         }
-        let panel_reward = panel_reward(&env, &panel, &agent, &priors, &norm)?;
-        if e + 1 >= select_from && best.as_ref().is_none_or(|b| panel_reward > b.0) {
+        let rewards = panel_rewards(&env, &panel, &agent, &priors, &norm)?;
+        let panel_reward = mean(rewards.iter().copied());
+        if e + 1 >= select_from
+            && best.as_ref().is_none_or(|b| panel_reward > b.0)
+            && start.as_ref().is_none_or(|s| beats_beyond_ci(&rewards, s))
+        {
             best = Some((panel_reward, e + 1, agent.snapshot()?));
         }
         let point = CurvePoint {
@@ -819,16 +838,31 @@ pub(crate) mod tests {
         assert!(r.eval.is_some());
         let p = super::super::load_policy(&r.policy).unwrap();
         assert_eq!(p.info().training.episodes, 12);
-        // The saved weights are the panel's best among the candidates: the
-        // untrained residual start (episode 0) and the second half.
-        let best_trained = r.curve[5..]
-            .iter()
-            .map(|c| c.panel_ratio)
-            .fold(f64::NEG_INFINITY, f64::max);
-        assert!(r.kept_panel_ratio >= best_trained - 1e-9);
+        // The saved weights are the untrained residual start (episode 0) or
+        // weights of the second half that beat it beyond the paired CI, and
+        // then at least as good on the panel as the start.
         match r.kept_episode {
-            0 => assert!(r.kept_panel_ratio >= best_trained),
-            k => assert!((r.curve[k - 1].panel_ratio - r.kept_panel_ratio).abs() < 1e-9),
+            0 => {}
+            k => {
+                assert!(k > 5, "kept episode {k} is in the first half");
+                assert!((r.curve[k - 1].panel_ratio - r.kept_panel_ratio).abs() < 1e-9);
+            }
         }
+    }
+
+    #[test]
+    fn learned_weights_replace_the_start_only_beyond_the_paired_interval() {
+        let start = [5.0, 6.0, 7.0, 8.0, 9.0];
+        // A steady gain of 0.1 on every episode: significant.
+        let steady: Vec<f64> = start.iter().map(|s| s + 0.1).collect();
+        assert!(beats_beyond_ci(&steady, &start));
+        // A larger mean gain from one lucky episode: not.
+        let lucky = [5.0, 6.0, 7.0, 8.0, 11.0];
+        assert!(!beats_beyond_ci(&lucky, &start));
+        // Equal, worse, or a single episode: never.
+        assert!(!beats_beyond_ci(&start, &start));
+        let worse: Vec<f64> = start.iter().map(|s| s - 0.1).collect();
+        assert!(!beats_beyond_ci(&worse, &start));
+        assert!(!beats_beyond_ci(&[9.0], &[1.0]));
     }
 }
