@@ -25,8 +25,10 @@ use crate::judge::JudgeInput;
 use crate::pipeline::Pipeline;
 use crate::policy::{Choice, SegmentView};
 
-/// Tokens each expert writes per segment while collecting.
-pub const DEFAULT_COLLECT_TOKENS: u32 = 64;
+/// Tokens each expert writes per segment while collecting: what the
+/// experts' profiles and the nodes' default give when serving, so that the
+/// data trains the policy on passages like those it will route.
+pub const DEFAULT_COLLECT_TOKENS: u32 = netmoe_edge_node::profile::DEFAULT_MAX_TOKENS;
 /// Generations of each (segment, expert) while collecting.
 pub const DEFAULT_COLLECT_SAMPLES: u32 = 3;
 /// Seed offset between two samples of one (segment, expert): sample 1 of

@@ -36,8 +36,8 @@ pub const DEFAULT_MAX_SEGMENTS: u32 = 4;
 pub const DEFAULT_SEGMENT_DEADLINE: Duration = Duration::from_secs(60);
 /// Requests answered at once; more get RESOURCE_EXHAUSTED.
 pub const DEFAULT_MAX_CONCURRENT_ASKS: usize = 4;
-/// Tokens assumed for an expert that does not say.
-const FALLBACK_MAX_TOKENS: u32 = 96;
+/// Tokens assumed for an expert that does not say: the nodes' own default.
+const FALLBACK_MAX_TOKENS: u32 = netmoe_edge_node::profile::DEFAULT_MAX_TOKENS;
 
 /// Why a request was refused or failed.
 #[derive(Debug, thiserror::Error)]

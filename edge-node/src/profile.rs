@@ -16,8 +16,11 @@ use serde::Deserialize;
 
 use crate::sampling::SamplingSpec;
 
-/// Tokens generated when neither the request nor the profile says.
-pub const DEFAULT_MAX_TOKENS: u32 = 96;
+/// Tokens generated when neither the request nor the profile says: 128,
+/// long enough for a passage's judged score to repeat between two
+/// generations (README, Judges: "Do the scores repeat?"); the routing
+/// dataset is collected at this length.
+pub const DEFAULT_MAX_TOKENS: u32 = 128;
 
 /// Example premises a profile may list at most: enough to outline a domain
 /// for the gate, few enough that embedding them all stays cheap.
