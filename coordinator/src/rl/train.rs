@@ -839,8 +839,7 @@ pub(crate) mod tests {
         let p = super::super::load_policy(&r.policy).unwrap();
         assert_eq!(p.info().training.episodes, 12);
         // The saved weights are the untrained residual start (episode 0) or
-        // weights of the second half that beat it beyond the paired CI, and
-        // then at least as good on the panel as the start.
+        // weights of the second half (which beat it beyond the paired CI).
         match r.kept_episode {
             0 => {}
             k => {
